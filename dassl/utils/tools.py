@@ -1,0 +1,139 @@
+"""Small file-system and reproducibility helpers shared by the engine and the datasets."""
+from __future__ import annotations
+
+import json
+import os
+import os.path as osp
+import pickle
+import random
+import tempfile
+import warnings
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = [
+    "mkdir_if_missing",
+    "check_isfile",
+    "read_json",
+    "write_json",
+    "atomic_write",
+    "write_pickle",
+    "read_pickle",
+    "set_random_seed",
+    "read_image",
+    "collect_env_info",
+    "listdir_nohidden",
+    "tolist_if_not",
+]
+
+
+def mkdir_if_missing(dirname: str) -> None:
+    """Create ``dirname`` (and parents); safe when several jobs race to create it."""
+    if dirname:
+        os.makedirs(dirname, exist_ok=True)
+
+
+def check_isfile(fpath: str) -> bool:
+    """Return whether ``fpath`` is a file, warning when it is not (upstream behaviour)."""
+    isfile = osp.isfile(fpath)
+    if not isfile:
+        warnings.warn(f'No file found at "{fpath}"')
+    return isfile
+
+
+@contextmanager
+def atomic_write(fpath: str, mode: str = "w") -> Iterator[Any]:
+    """Open a temp file beside ``fpath`` and rename it into place only when the block succeeds.
+
+    A crash or a parallel job therefore never leaves a half-written file at ``fpath``.
+    """
+    dirname = osp.dirname(osp.abspath(fpath))
+    mkdir_if_missing(dirname)
+    fd, tmp = tempfile.mkstemp(dir=dirname, prefix="." + osp.basename(fpath) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, fpath)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read_json(fpath: str) -> Any:
+    with open(fpath) as f:
+        return json.load(f)
+
+
+def write_json(obj: Any, fpath: str) -> None:
+    """Write ``obj`` as indented json, atomically."""
+    with atomic_write(fpath) as f:
+        json.dump(obj, f, indent=4, separators=(",", ": "))
+
+
+def read_pickle(fpath: str) -> Any:
+    with open(fpath, "rb") as f:
+        return pickle.load(f)
+
+
+def write_pickle(obj: Any, fpath: str) -> None:
+    """Pickle ``obj`` atomically (protocol 4, readable by every supported Python)."""
+    with atomic_write(fpath, "wb") as f:
+        pickle.dump(obj, f, protocol=4)
+
+
+def set_random_seed(seed: int) -> None:
+    """Seed every generator upstream seeds: Python, NumPy, torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def read_image(path: str) -> Image.Image:
+    """Open an image as RGB; a missing or unreadable file raises an error naming it."""
+    if not osp.exists(path):
+        raise FileNotFoundError(f"Image not found: {path}")
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except Exception as e:  # PIL raises several types for corrupt files
+        raise OSError(f"Cannot read image {path}: {e}. Re-download or remove this file.") from e
+
+
+def collect_env_info() -> str:
+    """One block with the versions that matter for reproducing a run."""
+    import platform
+    import sys
+
+    import torchvision
+
+    lines = [
+        f"Python: {sys.version.split()[0]} ({platform.platform()})",
+        f"PyTorch: {torch.__version__}",
+        f"Torchvision: {torchvision.__version__}",
+        f"NumPy: {np.__version__}",
+        f"Pillow: {Image.__version__}",
+        f"CUDA available: {torch.cuda.is_available()}",
+    ]
+    if torch.cuda.is_available():
+        lines.append(f"GPU: {torch.cuda.get_device_name(0)}")
+    return "\n".join(lines)
+
+
+def listdir_nohidden(path: str, sort: bool = False) -> list[str]:
+    """List ``path`` without entries starting with a dot."""
+    items = [f for f in os.listdir(path) if not f.startswith(".")]
+    if sort:
+        items.sort()
+    return items
+
+
+def tolist_if_not(x: Any) -> list:
+    return x if isinstance(x, list) else [x]

@@ -1,0 +1,17 @@
+from setuptools import find_packages, setup
+
+with open("requirements.txt") as f:
+    requirements = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+
+setup(
+    name="mmrl",
+    version="0.1.0",
+    description="MMRL / MMRL++: multi-modal representation learning for CLIP, on a compact Dassl engine",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["clip", "clip.*", "dassl", "dassl.*", "trainers", "trainers.*", "datasets", "datasets.*"]),
+    package_data={"clip": ["bpe_simple_vocab_16e6.txt.gz"]},
+    include_package_data=True,
+    install_requires=requirements,
+    extras_require={"test": ["pytest", "ruff"]},
+)
