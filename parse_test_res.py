@@ -1,0 +1,104 @@
+"""Summarise test results over seeds: mean and std (or 95% CI) of a metric in ``log.txt`` files.
+
+Layout read (upstream's): ``DIR/seed1/log.txt``, ``DIR/seed2/log.txt``, ...; with ``--multi-exp``
+one level more, ``DIR/<experiment>/seed*/log.txt``, averaged over experiments at the end.
+The value taken from a log is the LAST ``* <keyword>: x%`` line after a ``=> result`` line, so
+a log holding validation blocks followed by the final test reports the final test.
+The summary is printed and written to ``DIR/parse.txt``.
+
+    python parse_test_res.py output/base2new/train_base/dtd/shots_16/MMRL/vit_b16
+    python parse_test_res.py output/few_shot/dtd --multi-exp --ci95
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import os.path as osp
+import re
+import sys
+from collections import OrderedDict
+
+from dassl.utils.tools import atomic_write, listdir_nohidden
+
+END_SIGNAL = "=> result"
+
+
+def mean_std(values: list[float], ci95: bool = False) -> tuple[float, float]:
+    """Mean and population std (NumPy's default, as upstream); with ``ci95`` the 95% half-width."""
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    if ci95:
+        std = 1.96 * std / math.sqrt(len(values))
+    return mean, std
+
+
+def parse_log(fpath: str, keyword: str) -> float | None:
+    """The last ``* keyword: x%`` value after a ``=> result`` line, or None if the log has none."""
+    pattern = re.compile(rf"\* {re.escape(keyword)}: ([\.\deE+-]+)%")
+    started, value = False, None
+    with open(fpath, errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if line == END_SIGNAL:
+                started = True
+            match = pattern.search(line)
+            if match and started:
+                value = float(match.group(1))
+    return value
+
+
+def parse_directory(directory: str, keyword: str, ci95: bool = False) -> OrderedDict:
+    """Parse every ``<directory>/<sub>/log.txt``; print and write the summary; return {keyword: mean}."""
+    print(f"Parsing files in {directory}")
+    lines, values = [], []
+    for sub in listdir_nohidden(directory, sort=True):
+        fpath = osp.join(directory, sub, "log.txt")
+        if not osp.isfile(fpath):
+            continue
+        value = parse_log(fpath, keyword)
+        if value is None:
+            continue
+        values.append(value)
+        lines.append(f"file: {fpath}. {keyword}: {value:.2f}%. ")
+    if not values:
+        raise SystemExit(f"error: no '{END_SIGNAL}' block with '* {keyword}:' in any {directory}/*/log.txt")
+    mean, std = mean_std(values, ci95)
+    lines += ["===", f"Summary of directory: {directory}", f"* {keyword}: {mean:.2f}% +- {std:.2f}%", "==="]
+    print("\n".join(lines))
+    with atomic_write(osp.join(directory, "parse.txt")) as f:
+        f.write("\n".join(lines))
+    return OrderedDict([(keyword, mean)])
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("directory", type=str, help="folder holding seed*/log.txt (or experiments with --multi-exp)")
+    parser.add_argument("--ci95", action="store_true", help="report the 95%% confidence interval instead of the std")
+    parser.add_argument(
+        "--test-log", action="store_true", help="logs come from --eval-only runs (accepted for upstream compatibility)"
+    )
+    parser.add_argument("--multi-exp", action="store_true", help="average over the experiment folders in directory")
+    parser.add_argument("--keyword", default="accuracy", type=str, help="metric to read (accuracy, error, macro_f1)")
+    args = parser.parse_args(argv)
+
+    if not osp.isdir(args.directory):
+        raise SystemExit(f"error: {args.directory} is not a directory")
+    if not args.multi_exp:
+        return dict(parse_directory(args.directory, args.keyword, args.ci95))
+
+    per_exp: dict[str, list[float]] = {}
+    for exp in listdir_nohidden(args.directory, sort=True):
+        exp_dir = osp.join(args.directory, exp)
+        if os.path.isdir(exp_dir):
+            for key, value in parse_directory(exp_dir, args.keyword, args.ci95).items():
+                per_exp.setdefault(key, []).append(value)
+    print("Average performance")
+    averages = {key: sum(v) / len(v) for key, v in per_exp.items()}
+    for key, avg in averages.items():
+        print(f"* {key}: {avg:.2f}%")
+    return averages
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,174 @@
+"""Train or evaluate a trainer on a dataset: the official MMRL / CoOp command line.
+
+    python train.py --root DATA --seed 1 --trainer MMRL \
+        --dataset-config-file configs/datasets/dtd.yaml \
+        --config-file configs/trainers/MMRL/vit_b16.yaml \
+        --output-dir output/base2new/train_base/dtd/shots_16/MMRL/vit_b16/seed1 \
+        DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base TASK B2N
+
+Config precedence (later wins): dassl defaults and trainer defaults, dataset YAML, trainer YAML,
+command-line flags, per-dataset trainer settings (trainers/config.py), trailing KEY VALUE opts.
+"""
+from __future__ import annotations
+
+import argparse
+import os.path as osp
+import sys
+
+import torch
+from yacs.config import CfgNode
+
+import datasets  # noqa: F401  (registers the datasets)
+import trainers  # noqa: F401  (registers the trainers)
+from dassl.config import get_cfg_default
+from dassl.data.datasets import DATASET_REGISTRY
+from dassl.engine import TRAINER_REGISTRY, build_trainer
+from dassl.utils import collect_env_info, set_random_seed, setup_logger
+from trainers.config import extend_cfg, get_dataset_specified_config
+
+
+class UsageError(Exception):
+    """A mistake in the command line or config, reported as one line without a traceback."""
+
+
+def print_args(args: argparse.Namespace, cfg: CfgNode) -> None:
+    print("***************\n** Arguments **\n***************")
+    for key in sorted(vars(args)):
+        print(f"{key}: {getattr(args, key)}")
+    print("************\n** Config **\n************")
+    print(cfg)
+
+
+def reset_cfg(cfg: CfgNode, args: argparse.Namespace) -> None:
+    """Copy the explicit command-line flags into the config (upstream's reset_cfg)."""
+    if args.train_epoch:
+        cfg.OPTIM.MAX_EPOCH = args.train_epoch
+    if args.root:
+        cfg.DATASET.ROOT = args.root
+    if args.output_dir:
+        cfg.OUTPUT_DIR = args.output_dir
+    if args.resume:
+        cfg.RESUME = args.resume
+    if args.seed is not None and args.seed >= 0:
+        cfg.SEED = args.seed
+    if args.source_domains:
+        cfg.DATASET.SOURCE_DOMAINS = args.source_domains
+    if args.target_domains:
+        cfg.DATASET.TARGET_DOMAINS = args.target_domains
+    if args.transforms:
+        cfg.INPUT.TRANSFORMS = args.transforms
+    if args.trainer:
+        cfg.TRAINER.NAME = args.trainer
+    if args.backbone:
+        cfg.MODEL.BACKBONE.NAME = args.backbone
+    if args.head:
+        cfg.MODEL.HEAD.NAME = args.head
+
+
+def _merge_file(cfg: CfgNode, path: str, flag: str) -> None:
+    if not osp.isfile(path):
+        raise UsageError(f"{flag} {path}: no such file (the files are under configs/)")
+    try:
+        cfg.merge_from_file(path)
+    except (KeyError, ValueError) as e:
+        raise UsageError(f"{flag} {path}: {e}") from e
+
+
+def _task_from_opts(opts: list[str], default: str) -> str:
+    """TASK selects the per-dataset settings, which are applied before the opts themselves."""
+    for key, value in zip(opts[0::2], opts[1::2]):
+        if key == "TASK":
+            return value
+    return default
+
+
+def setup_cfg(args: argparse.Namespace) -> CfgNode:
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    if args.dataset_config_file:
+        _merge_file(cfg, args.dataset_config_file, "--dataset-config-file")
+    if args.config_file:
+        _merge_file(cfg, args.config_file, "--config-file")
+    reset_cfg(cfg, args)
+    opts = list(args.opts or [])
+    if opts and opts[0] == "--":
+        opts = opts[1:]
+    if len(opts) % 2:
+        raise UsageError(f"trailing options must be KEY VALUE pairs, got an odd number: {opts}")
+    task = _task_from_opts(opts, cfg.TASK)
+    try:
+        if cfg.TRAINER.NAME:
+            cfg.merge_from_list(get_dataset_specified_config(cfg.DATASET.NAME, cfg.TRAINER.NAME, task))
+        cfg.merge_from_list(opts)
+    except (KeyError, ValueError, AssertionError) as e:
+        raise UsageError(f"bad config option: {e}") from e
+    check_names(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def check_names(cfg: CfgNode) -> None:
+    """Fail on an unknown trainer or dataset before any data or weights are touched."""
+    if cfg.TRAINER.NAME not in TRAINER_REGISTRY:
+        known = ", ".join(sorted(TRAINER_REGISTRY.registered_names()))
+        raise UsageError(f"unknown trainer '{cfg.TRAINER.NAME}' (--trainer); available: {known}")
+    if cfg.DATASET.NAME not in DATASET_REGISTRY:
+        known = ", ".join(sorted(DATASET_REGISTRY.registered_names()))
+        raise UsageError(
+            f"unknown dataset '{cfg.DATASET.NAME}' (DATASET.NAME, set by --dataset-config-file); available: {known}"
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", type=str, default="", help="folder holding the datasets")
+    p.add_argument("--output-dir", type=str, default="", help="output directory")
+    p.add_argument("--resume", type=str, default="", help="checkpoint directory to resume training from")
+    p.add_argument("--seed", type=int, default=-1, help="a non-negative value fixes all random seeds")
+    p.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
+    p.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
+    p.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
+    p.add_argument("--config-file", type=str, default="", help="trainer config file")
+    p.add_argument("--dataset-config-file", type=str, default="", help="dataset config file")
+    p.add_argument("--trainer", type=str, default="", help="trainer name (MMRL, MMRLpp)")
+    p.add_argument("--backbone", type=str, default="", help="backbone name, e.g. ViT-B/16")
+    p.add_argument("--head", type=str, default="", help="name of head")
+    p.add_argument("--eval-only", action="store_true", help="evaluation only")
+    p.add_argument("--model-dir", type=str, default="", help="load the model from this directory (eval-only)")
+    p.add_argument("--train-epoch", type=int, help="override OPTIM.MAX_EPOCH")
+    p.add_argument("--load-epoch", type=int, help="checkpoint epoch to evaluate (default: last / best)")
+    p.add_argument("--no-train", action="store_true", help="build everything but do not train")
+    p.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
+    return p
+
+
+def main(args: argparse.Namespace) -> None:
+    cfg = setup_cfg(args)
+    if args.eval_only and not args.model_dir:
+        raise UsageError("--eval-only needs --model-dir (the output folder of a training run)")
+    if args.model_dir and not osp.isdir(args.model_dir):
+        raise UsageError(f"--model-dir {args.model_dir}: no such directory")
+    if cfg.SEED >= 0:
+        print(f"Setting fixed seed: {cfg.SEED}")
+        set_random_seed(cfg.SEED)
+    setup_logger(cfg.OUTPUT_DIR)
+    if torch.cuda.is_available() and cfg.USE_CUDA:
+        torch.backends.cudnn.benchmark = True
+    print_args(args, cfg)
+    print("Collecting env info ...")
+    print(f"** System info **\n{collect_env_info()}\n")
+
+    trainer = build_trainer(cfg)
+    if args.eval_only:
+        trainer.load_model(args.model_dir, epoch=args.load_epoch)
+        trainer.test()
+        return
+    if not args.no_train:
+        trainer.train()
+
+
+if __name__ == "__main__":
+    try:
+        main(build_parser().parse_args())
+    except UsageError as e:
+        sys.exit(f"error: {e}")
