@@ -1,7 +1,8 @@
 """Name -> class registry, the one place a trainer, dataset or backbone is made known."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class Registry:

@@ -8,8 +8,10 @@ import pickle
 import random
 import tempfile
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from difflib import SequenceMatcher
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +29,8 @@ __all__ = [
     "read_image",
     "collect_env_info",
     "listdir_nohidden",
+    "get_most_similar_str_to_a_from_b",
+    "check_availability",
     "tolist_if_not",
 ]
 
@@ -41,7 +45,7 @@ def check_isfile(fpath: str) -> bool:
     """Return whether ``fpath`` is a file, warning when it is not (upstream behaviour)."""
     isfile = osp.isfile(fpath)
     if not isfile:
-        warnings.warn(f'No file found at "{fpath}"')
+        warnings.warn(f'No file found at "{fpath}"', stacklevel=2)
     return isfile
 
 
@@ -133,6 +137,18 @@ def listdir_nohidden(path: str, sort: bool = False) -> list[str]:
     if sort:
         items.sort()
     return items
+
+
+def get_most_similar_str_to_a_from_b(a: str, b: list[str]) -> str:
+    """The entry of ``b`` closest to ``a``: the "did you mean" in error messages."""
+    return max(b, key=lambda s: SequenceMatcher(None, a, s).ratio(), default="")
+
+
+def check_availability(requested: str, available: list[str]) -> None:
+    """Raise a ValueError naming the choices (and the likeliest typo fix) if ``requested`` is not one."""
+    if requested not in available:
+        guess = get_most_similar_str_to_a_from_b(requested, available)
+        raise ValueError(f"Expected one of {available}, but got [{requested}] (do you mean [{guess}]?)")
 
 
 def tolist_if_not(x: Any) -> list:

@@ -1,0 +1,382 @@
+"""The trainer hierarchy: ``TrainerBase`` (models, checkpoints, loop) -> ``SimpleTrainer`` -> ``TrainerX``.
+
+Method trainers override hooks (``build_model``, ``forward_backward``, ``model_inference``,
+``parse_batch_*``, ``load_model``, ...). Behaviour that shapes the numbers follows upstream
+Dassl: the order of the loop, when checkpoints and tests happen, and that the base classes
+never step the LR scheduler — ``forward_backward`` calls ``self.update_lr()`` after the last
+batch of each epoch (the CoOp/MMRL convention), so every scheduler step is the trainer's own.
+"""
+from __future__ import annotations
+
+import datetime
+import os.path as osp
+import time
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+from yacs.config import CfgNode
+
+from dassl.data import DataManager
+from dassl.evaluation import build_evaluator
+from dassl.utils import (
+    AverageMeter,
+    MetricMeter,
+    load_checkpoint,
+    mkdir_if_missing,
+    resume_from_checkpoint,
+    save_checkpoint,
+    tolist_if_not,
+)
+
+__all__ = ["TrainerBase", "SimpleTrainer", "TrainerX"]
+
+# Buffers CoOp-style prompt learners rebuild from the class names; stale copies must not override them.
+_REBUILT_KEYS = ("token_prefix", "token_suffix")
+
+
+class TrainerBase:
+    """Registered models with their optimizers/schedulers, checkpoint I/O and the epoch loop."""
+
+    def __init__(self) -> None:
+        self._models: OrderedDict[str, nn.Module] = OrderedDict()
+        self._optims: OrderedDict[str, Any] = OrderedDict()
+        self._scheds: OrderedDict[str, Any] = OrderedDict()
+        self._writer: Any = None
+
+    def register_model(
+        self, name: str = "model", model: nn.Module | None = None, optim: Any = None, sched: Any = None
+    ) -> None:
+        """Make ``model`` (and its optimizer/scheduler) part of saving, loading, mode switches and LR steps.
+
+        ``name`` is also the checkpoint sub-folder: ``<output_dir>/<name>/model.pth.tar-<epoch>``.
+        """
+        for attr in ("_models", "_optims", "_scheds"):
+            if self.__dict__.get(attr) is None:
+                raise AttributeError(f"Cannot register a model before super().__init__() call (missing {attr})")
+        if name in self._models:
+            raise KeyError(f"Found duplicate model names: {name}")
+        self._models[name] = model
+        self._optims[name] = optim
+        self._scheds[name] = sched
+
+    def get_model_names(self, names: str | list[str] | None = None) -> list[str]:
+        registered = list(self._models.keys())
+        if names is None:
+            return registered
+        names = tolist_if_not(names)
+        unknown = [n for n in names if n not in registered]
+        if unknown:
+            raise KeyError(f"Unknown model names {unknown}; registered: {registered}")
+        return names
+
+    def save_model(
+        self,
+        epoch: int,
+        directory: str,
+        is_best: bool = False,
+        val_result: float | None = None,
+        model_name: str = "",
+    ) -> None:
+        """Save every registered model; the stored epoch is ``epoch + 1``, the epoch to resume at."""
+        for name in self.get_model_names():
+            optim, sched = self._optims[name], self._scheds[name]
+            save_checkpoint(
+                {
+                    "state_dict": self._models[name].state_dict(),
+                    "epoch": epoch + 1,
+                    "optimizer": optim.state_dict() if optim is not None else None,
+                    "scheduler": sched.state_dict() if sched is not None else None,
+                    "val_result": val_result,
+                },
+                osp.join(directory, name),
+                is_best=is_best,
+                model_name=model_name,
+            )
+
+    def resume_model_if_exist(self, directory: str) -> int:
+        """Restore every model from ``directory`` if all have a folder there; returns the start epoch."""
+        names = self.get_model_names()
+        if not all(osp.exists(osp.join(directory, name)) for name in names):
+            print("No checkpoint found, train from scratch")
+            return 0
+        print(f"Found checkpoint at {directory} (will resume training)")
+        start_epoch = 0
+        for name in names:
+            start_epoch = resume_from_checkpoint(
+                osp.join(directory, name), self._models[name], self._optims[name], self._scheds[name]
+            )
+        return start_epoch
+
+    def load_model(self, directory: str, epoch: int | None = None) -> None:
+        """Load ``<directory>/<name>/model-best.pth.tar`` (or ``model.pth.tar-<epoch>``) into each model.
+
+        Loading is non-strict and drops ``token_prefix``/``token_suffix`` (CoOp convention), so a
+        checkpoint holding only trainable tensors restores into the full model.
+        """
+        if not directory:
+            print("Note that load_model() is skipped as no pretrained model is given")
+            return
+        model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
+        for name in self.get_model_names():
+            model_path = osp.join(directory, name, model_file)
+            if not osp.exists(model_path):
+                raise FileNotFoundError(f'Model not found at "{model_path}"')
+            checkpoint = load_checkpoint(model_path)
+            state_dict = {k: v for k, v in checkpoint["state_dict"].items() if k not in _REBUILT_KEYS}
+            print(f'Loading weights to {name} from "{model_path}" (epoch = {checkpoint["epoch"]})')
+            unexpected = self._models[name].load_state_dict(state_dict, strict=False).unexpected_keys
+            if unexpected:
+                print(f"Ignored {len(unexpected)} keys the model does not have, e.g. {unexpected[:5]}")
+
+    def set_model_mode(self, mode: str = "train", names: str | list[str] | None = None) -> None:
+        if mode not in ("train", "test", "eval"):
+            raise KeyError(f"mode must be train, test or eval, got {mode}")
+        for name in self.get_model_names(names):
+            self._models[name].train(mode == "train")
+
+    def update_lr(self, names: str | list[str] | None = None) -> None:
+        """Step the schedulers once: called by ``forward_backward`` after an epoch's last batch."""
+        for name in self.get_model_names(names):
+            if self._scheds[name] is not None:
+                self._scheds[name].step()
+
+    def detect_anomaly(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss).all():
+            raise FloatingPointError("Loss is infinite or NaN!")
+
+    def init_writer(self, log_dir: str) -> None:
+        """Open a TensorBoard writer when tensorboard is installed; without it scalars are dropped."""
+        if self._writer is not None:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            print("tensorboard is not installed: scalars are not written")
+            return
+        print(f"Initialize tensorboard (log_dir={log_dir})")
+        self._writer = SummaryWriter(log_dir=log_dir)
+
+    def close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+    def write_scalar(self, tag: str, scalar_value: float, global_step: int | None = None) -> None:
+        if self._writer is not None:
+            self._writer.add_scalar(tag, scalar_value, global_step)
+
+    def train(self, start_epoch: int, max_epoch: int) -> None:
+        """Run epochs ``start_epoch .. max_epoch - 1``; ``before_train`` may move the start (resume)."""
+        self.start_epoch = start_epoch
+        self.max_epoch = max_epoch
+        self.before_train()
+        for epoch in range(self.start_epoch, self.max_epoch):
+            self.epoch = epoch
+            self.before_epoch()
+            self.run_epoch()
+            self.after_epoch()
+        self.after_train()
+
+    def before_train(self) -> None:
+        pass
+
+    def after_train(self) -> None:
+        pass
+
+    def before_epoch(self) -> None:
+        pass
+
+    def after_epoch(self) -> None:
+        pass
+
+    def run_epoch(self) -> None:
+        raise NotImplementedError
+
+    def test(self, split: str | None = None) -> float:
+        raise NotImplementedError
+
+    def parse_batch_train(self, batch: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def parse_batch_test(self, batch: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def forward_backward(self, batch: dict[str, Any]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def model_inference(self, input: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def model_zero_grad(self, names: str | list[str] | None = None) -> None:
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].zero_grad()
+
+    def model_backward(self, loss: torch.Tensor) -> None:
+        self.detect_anomaly(loss)
+        loss.backward()
+
+    def model_update(self, names: str | list[str] | None = None) -> None:
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].step()
+
+    def model_backward_and_update(self, loss: torch.Tensor, names: str | list[str] | None = None) -> None:
+        self.model_zero_grad(names)
+        self.model_backward(loss)
+        self.model_update(names)
+
+
+class SimpleTrainer(TrainerBase):
+    """Config-driven trainer: data, model, evaluator, checkpoints per ``TRAIN.*`` and tests per ``TEST.*``."""
+
+    def __init__(self, cfg: CfgNode) -> None:
+        super().__init__()
+        self.check_cfg(cfg)
+        self.device = torch.device("cuda" if torch.cuda.is_available() and cfg.USE_CUDA else "cpu")
+        self.start_epoch = self.epoch = 0
+        self.max_epoch = cfg.OPTIM.MAX_EPOCH
+        self.output_dir = cfg.OUTPUT_DIR
+        self.cfg = cfg
+        self.build_data_loader()
+        self.build_model()
+        self.build_evaluator()
+        self.best_result = -np.inf
+
+    def check_cfg(self, cfg: CfgNode) -> None:
+        """Hook: assert the config settings a trainer relies on (runs before anything is built)."""
+
+    def build_data_loader(self) -> None:
+        """Set ``dm``, the loaders, ``num_classes``, ``num_source_domains`` and ``lab2cname``."""
+        dm = DataManager(self.cfg)
+        self.train_loader_x = dm.train_loader_x
+        self.train_loader_u = dm.train_loader_u
+        self.val_loader = dm.val_loader
+        self.test_loader = dm.test_loader
+        self.num_classes = dm.num_classes
+        self.num_source_domains = dm.num_source_domains
+        self.lab2cname = dm.lab2cname
+        self.dm = dm
+
+    def build_model(self) -> None:
+        """Hook: build the model, its optimizer and scheduler, and ``register_model`` them."""
+        raise NotImplementedError(f"{type(self).__name__} must implement build_model()")
+
+    def build_evaluator(self) -> None:
+        self.evaluator = build_evaluator(self.cfg, lab2cname=self.lab2cname)
+
+    def train(self) -> None:  # type: ignore[override]
+        super().train(self.start_epoch, self.max_epoch)
+
+    def before_train(self) -> None:
+        self.start_epoch = self.resume_model_if_exist(self.cfg.RESUME or self.cfg.OUTPUT_DIR)
+        writer_dir = osp.join(self.output_dir, "tensorboard")
+        mkdir_if_missing(writer_dir)
+        self.init_writer(writer_dir)
+        self.time_start = time.time()
+
+    def after_train(self) -> None:
+        print("Finish training")
+        if not self.cfg.TEST.NO_TEST:
+            if self.cfg.TEST.FINAL_MODEL == "best_val":
+                print("Deploy the model with the best val performance")
+                self.load_model(self.output_dir)
+            else:
+                print("Deploy the last-epoch model")
+            self.test()
+        elapsed = datetime.timedelta(seconds=round(time.time() - self.time_start))
+        print(f"Elapsed: {elapsed}")
+        self.close_writer()
+
+    def after_epoch(self) -> None:
+        """With ``best_val``: validate and keep the best; save every CHECKPOINT_FREQ epochs and the last."""
+        last_epoch = self.epoch + 1 == self.max_epoch
+        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
+        meet_checkpoint_freq = freq > 0 and (self.epoch + 1) % freq == 0
+
+        if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
+            curr_result = self.test(split="val")
+            if curr_result > self.best_result:
+                self.best_result = curr_result
+                self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name="model-best.pth.tar")
+
+        if meet_checkpoint_freq or last_epoch:
+            self.save_model(self.epoch, self.output_dir)
+
+    @torch.no_grad()
+    def test(self, split: str | None = None) -> float:
+        """Evaluate on ``split`` (default TEST.SPLIT; "val" falls back to test without a val set); returns accuracy."""
+        self.set_model_mode("eval")
+        self.evaluator.reset()
+        split = split or self.cfg.TEST.SPLIT
+        if split == "val" and self.val_loader is not None:
+            data_loader = self.val_loader
+        else:
+            split = "test"
+            data_loader = self.test_loader
+        print(f"Evaluate on the *{split}* set")
+
+        for batch in tqdm(data_loader):
+            input, label = self.parse_batch_test(batch)
+            self.evaluator.process(self.model_inference(input), label)
+
+        results = self.evaluator.evaluate()
+        for k, v in results.items():
+            self.write_scalar(f"{split}/{k}", v, self.epoch)
+        return list(results.values())[0]
+
+    def model_inference(self, input: torch.Tensor) -> torch.Tensor:
+        return self.model(input)
+
+    def parse_batch_test(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def get_current_lr(self, names: str | list[str] | None = None) -> float:
+        """LR of the first param group of the first (or first named) model's optimizer."""
+        name = self.get_model_names(names)[0]
+        return self._optims[name].param_groups[0]["lr"]
+
+
+class TrainerX(SimpleTrainer):
+    """Trainer on labelled data (``train_loader_x``) only."""
+
+    def run_epoch(self) -> None:
+        self.set_model_mode("train")
+        losses = MetricMeter()
+        batch_time = AverageMeter()
+        data_time = AverageMeter()
+        self.num_batches = len(self.train_loader_x)
+        print_freq = self.cfg.TRAIN.PRINT_FREQ
+
+        end = time.time()
+        for batch_idx, batch in enumerate(self.train_loader_x):
+            self.batch_idx = batch_idx
+            data_time.update(time.time() - end)
+            loss_summary = self.forward_backward(batch)
+            batch_time.update(time.time() - end)
+            losses.update(loss_summary)
+
+            if (self.batch_idx + 1) % print_freq == 0 or self.num_batches < print_freq:
+                nb_remain = self.num_batches - self.batch_idx - 1 + (self.max_epoch - self.epoch - 1) * self.num_batches
+                eta = datetime.timedelta(seconds=int(batch_time.avg * nb_remain))
+                print(
+                    f"epoch [{self.epoch + 1}/{self.max_epoch}] "
+                    f"batch [{self.batch_idx + 1}/{self.num_batches}] "
+                    f"time {batch_time.val:.3f} ({batch_time.avg:.3f}) "
+                    f"data {data_time.val:.3f} ({data_time.avg:.3f}) "
+                    f"{losses} "
+                    f"lr {self.get_current_lr():.4e} "
+                    f"eta {eta}"
+                )
+
+            n_iter = self.epoch * self.num_batches + self.batch_idx
+            for name, meter in losses.meters.items():
+                self.write_scalar("train/" + name, meter.avg, n_iter)
+            self.write_scalar("train/lr", self.get_current_lr(), n_iter)
+            end = time.time()
+
+    def parse_batch_train(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return batch["img"].to(self.device), batch["label"].to(self.device), batch["domain"].to(self.device)

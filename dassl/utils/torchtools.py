@@ -1,0 +1,165 @@
+"""Checkpoint files in upstream Dassl's layout, written atomically and read weights-only."""
+from __future__ import annotations
+
+import os.path as osp
+import pickle
+import shutil
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .tools import atomic_write, mkdir_if_missing
+
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "resume_from_checkpoint",
+    "load_pretrained_weights",
+    "count_num_param",
+    "PickledObject",
+]
+
+
+def save_checkpoint(
+    state: dict[str, Any],
+    save_dir: str,
+    is_best: bool = False,
+    remove_module_from_keys: bool = True,
+    model_name: str = "",
+) -> None:
+    """Write ``state`` to ``<save_dir>/<model_name or model.pth.tar-<epoch>>`` and point ``checkpoint`` at it.
+
+    Every file is written to a temp name and renamed, so an interrupted job never leaves a
+    truncated checkpoint that a later resume would choke on.
+    """
+    mkdir_if_missing(save_dir)
+    if remove_module_from_keys:  # weights saved from nn.DataParallel load into a bare model
+        state["state_dict"] = OrderedDict((k.removeprefix("module."), v) for k, v in state["state_dict"].items())
+
+    fpath = osp.join(save_dir, model_name or f"model.pth.tar-{state['epoch']}")
+    with atomic_write(fpath, "wb") as f:
+        torch.save(state, f)
+    print(f"Checkpoint saved to {fpath}")
+
+    with atomic_write(osp.join(save_dir, "checkpoint")) as f:
+        f.write(osp.basename(fpath) + "\n")
+
+    if is_best:
+        best_fpath = osp.join(save_dir, "model-best.pth.tar")
+        with open(fpath, "rb") as src, atomic_write(best_fpath, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        print(f'Best checkpoint saved to "{best_fpath}"')
+
+
+class PickledObject:
+    """Inert stand-in for an object pickled inside an upstream checkpoint; keeps only its attributes.
+
+    Upstream's warmup schedulers put the successor scheduler (and through it the optimizer)
+    into ``state_dict()``; unpickling those as real classes would run their code.
+    """
+
+
+def _plain_dict(*_: Any) -> dict:
+    """Rebuilds a pickled ``defaultdict`` as a dict: weights-only loading can fill dicts only."""
+    return {}
+
+
+# Exactly the globals an upstream checkpoint of a warmup run contains (successor scheduler,
+# its optimizer and the optimizer's defaultdict state), each mapped to something inert.
+_UPSTREAM_GLOBALS: list[tuple[Any, str]] = [
+    (PickledObject, f"torch.optim.lr_scheduler.{name}") for name in ("CosineAnnealingLR", "StepLR", "MultiStepLR")
+] + [
+    (PickledObject, path)
+    for path in (
+        "torch.optim.adamw.AdamW",
+        "torch.optim.adam.Adam",
+        "torch.optim.sgd.SGD",
+        "torch.optim.rmsprop.RMSprop",
+        "dassl.optim.radam.RAdam",
+    )
+] + [(_plain_dict, "collections.defaultdict"), (dict, "builtins.dict")]
+
+
+def load_checkpoint(fpath: str) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; upstream files of warmup runs are read via an allow-list.
+
+    Their pickled scheduler/optimizer objects come back as :class:`PickledObject` holding
+    only their attributes; nothing else outside torch's weights-only set is accepted.
+    """
+    if fpath is None:
+        raise ValueError("File path is None")
+    if not osp.exists(fpath):
+        raise FileNotFoundError(f'File is not found at "{fpath}"')
+    map_location = None if torch.cuda.is_available() else "cpu"
+    try:
+        return torch.load(fpath, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        if not hasattr(torch.serialization, "safe_globals"):
+            raise RuntimeError(
+                f"{fpath} pickles Python objects (an upstream Dassl scheduler); reading it weights-only "
+                "needs torch>=2.5 (torch.serialization.safe_globals)"
+            ) from None
+    try:
+        with torch.serialization.safe_globals(_UPSTREAM_GLOBALS):
+            return torch.load(fpath, map_location=map_location, weights_only=True)
+    except Exception:
+        print(f'Unable to load checkpoint from "{fpath}"')
+        raise
+
+
+def resume_from_checkpoint(
+    fdir: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+) -> int:
+    """Restore the file named in ``<fdir>/checkpoint``; returns the epoch to continue from."""
+    with open(osp.join(fdir, "checkpoint")) as f:
+        fpath = osp.join(fdir, f.readline().strip("\n"))
+    print(f'Loading checkpoint from "{fpath}"')
+    checkpoint = load_checkpoint(fpath)
+    model.load_state_dict(checkpoint["state_dict"])
+    print("Loaded model weights")
+    if optimizer is not None and "optimizer" in checkpoint:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        print("Loaded optimizer")
+    if scheduler is not None and "scheduler" in checkpoint:
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        print("Loaded scheduler")
+    start_epoch = checkpoint["epoch"]
+    print(f"Previous epoch: {start_epoch}")
+    return start_epoch
+
+
+def count_num_param(model: nn.Module | None = None, params: Iterable[Any] | None = None) -> int:
+    if model is not None:
+        return sum(p.numel() for p in model.parameters())
+    if params is not None:
+        return sum(p["params"].numel() if isinstance(p, dict) else p.numel() for p in params)
+    raise ValueError("model and params must provide at least one.")
+
+
+def load_pretrained_weights(model: nn.Module, weight_path: str) -> None:
+    """Copy every tensor whose name (without ``module.``) and shape match ``model``; report the rest."""
+    checkpoint = load_checkpoint(weight_path)
+    state_dict = checkpoint.get("state_dict", checkpoint)
+    model_dict = model.state_dict()
+    matched, discarded = [], []
+    for k, v in state_dict.items():
+        k = k.removeprefix("module.")
+        if k in model_dict and model_dict[k].size() == v.size():
+            model_dict[k] = v
+            matched.append(k)
+        else:
+            discarded.append(k)
+    model.load_state_dict(model_dict)
+    if not matched:
+        warnings.warn(f"Cannot load {weight_path} (check the key names manually)", stacklevel=2)
+        return
+    print(f"Successfully loaded pretrained weights from {weight_path}")
+    if discarded:
+        print(f"Layers discarded due to unmatched keys or size: {discarded}")
