@@ -1,0 +1,307 @@
+"""The MMRL / MMRLpp trainers on a tiny random CLIP and a synthetic dataset: training touches only
+the learnable tensors, checkpoints use the official keys both ways, bad settings fail clearly, and
+a seeded run reproduces numbers of the official implementation."""
+
+from __future__ import annotations
+
+import os.path as osp
+import types
+
+import pytest
+import torch
+
+import datasets  # noqa: F401  (registers the datasets)
+import trainers  # noqa: F401  (registers the trainers)
+from clip.model import CLIP, CLIPConfig
+from dassl.config import get_cfg_default
+from dassl.engine import TrainerBase, build_trainer
+from datasets.synthetic import make_dataset
+from trainers.config import extend_cfg
+from trainers.mmrl import LEARNER_NAME, checkpoint_file
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# Unequal widths (d_v 128, d_t 64, d_out 32) so that a swapped dimension cannot go unnoticed.
+TINY = CLIPConfig(
+    embed_dim=32,
+    image_resolution=32,
+    vision_layers=12,
+    vision_width=128,
+    vision_patch_size=8,
+    context_length=77,
+    vocab_size=49408,
+    transformer_width=64,
+    transformer_heads=1,
+    transformer_layers=12,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: extra threads only add synchronisation, which is slow on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory) -> str:
+    torch.manual_seed(0)
+    path = str(tmp_path_factory.mktemp("clip") / "tiny.pt")
+    torch.save(CLIP(TINY).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> str:
+    root = str(tmp_path_factory.mktemp("data"))
+    make_dataset("OxfordPets", root, n_classes=4, n_train=4, n_val=1, n_test=2)
+    return root
+
+
+def make_cfg(tiny_path: str, root: str, trainer: str = "MMRL", opts: list | None = None):
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    cfg.merge_from_file(osp.join(REPO, "configs", "trainers", trainer, "vit_b16.yaml"))
+    cfg.merge_from_list(
+        [
+            "TRAINER.NAME", trainer,
+            "DATASET.NAME", "OxfordPets",
+            "DATASET.ROOT", root,
+            "DATALOADER.NUM_WORKERS", 0,
+            "DATALOADER.TRAIN_X.BATCH_SIZE", 4,
+            "INPUT.SIZE", (32, 32),
+            "MODEL.BACKBONE.PATH", tiny_path,
+            f"TRAINER.{trainer}.REP_DIM", 32,
+            "OUTPUT_DIR", osp.join(root, "out"),
+        ]
+        + (opts or [])
+    )  # fmt: skip
+    return cfg
+
+
+def build(tiny_path, root, trainer="MMRL", opts=None, seed=1):
+    torch.manual_seed(seed)
+    return build_trainer(make_cfg(tiny_path, root, trainer, opts))
+
+
+def official_keys(trainer: str, n_layers: int = 7) -> set[str]:
+    """The trainable keys of the official checkpoints, written out by hand."""
+    keys = {"representation_learner.compound_rep_tokens"}
+    for m in "vt":
+        if trainer == "MMRL":
+            layer = f"representation_learner.compound_rep_tokens_r2{m}proj.{{}}.{{}}"
+            keys |= {layer.format(i, p) for i in range(n_layers) for p in ("weight", "bias")}
+        else:
+            keys.add(f"representation_learner.srra_r2{m}proj.weight")
+            layer = f"representation_learner.srra_r2{m}proj.srra.{{}}.{{}}"
+            keys |= {layer.format(i, p) for i in range(n_layers) for p in ("A", "B", "bias")}
+    image = {"image_encoder.proj_rep"} if trainer == "MMRL" else {"image_encoder.A", "image_encoder.B"}
+    return keys | image
+
+
+def test_learnable_count_matches_formula(tiny_path, data_root, capsys):
+    d_r, d_v, d_t, d_out, n = 32, 128, 64, 32, 7  # REP_DIM, the tiny CLIP's widths, REP_LAYERS 6..12
+    mmrl = build(tiny_path, data_root, "MMRL")
+    expected = 5 * d_r + n * (d_r * d_v + d_v) + n * (d_r * d_t + d_t) + d_v * d_out
+    assert sum(p.numel() for p in mmrl.model.learner.parameters()) == expected
+    assert f"Learnable parameters: {expected:,}" in capsys.readouterr().out
+    pp = build(tiny_path, data_root, "MMRLpp")
+    # shared W; per layer a bias, A (d x 4), B (4 x d_r); the LoRA of P_v^r with PROJ_LORA_DIM 64
+    visual = d_v * d_r + n * (d_v + d_v * 4 + 4 * d_r)
+    text = d_t * d_r + n * (d_t + d_t * 4 + 4 * d_r)
+    expected = 5 * d_r + visual + text + d_v * 64 + 64 * d_out
+    assert sum(p.numel() for p in pp.model.learner.parameters()) == expected
+
+
+@pytest.mark.parametrize("trainer", ["MMRL", "MMRLpp"])
+def test_a_step_trains_the_learnable_tensors_only(tiny_path, data_root, trainer):
+    t = build(tiny_path, data_root, trainer)
+    learner, clip_model = t.model.learner, t.model.clip
+    assert {id(p) for p in t.model.parameters()} == {id(p) for p in learner.parameters()} | {
+        id(p) for p in clip_model.parameters()
+    }
+    assert [id(p) for g in t.optim.param_groups for p in g["params"]] == [id(p) for p in learner.parameters()]
+    learner_before = {k: v.clone() for k, v in learner.state_dict().items()}
+    clip_before = {k: v.clone() for k, v in clip_model.state_dict().items()}
+
+    t.set_model_mode("train")
+    t.num_batches = 10
+    batch = next(iter(t.train_loader_x))
+    for t.batch_idx in range(2):  # two steps: MMRL++'s A factors get a gradient once B is not 0
+        summary = t.forward_backward(batch)
+    assert set(summary) == {"loss", "acc"} and summary["loss"] > 0
+
+    for name, p in learner.named_parameters():
+        assert p.requires_grad and p.grad is not None and p.grad.abs().sum() > 0, name
+        assert not torch.equal(p.detach(), learner_before[name]), name
+    for name, p in clip_model.named_parameters():
+        assert not p.requires_grad and p.grad is None, name
+    assert all(torch.equal(v, clip_before[k]) for k, v in clip_model.state_dict().items())
+
+
+@pytest.mark.parametrize("trainer", ["MMRL", "MMRLpp"])
+def test_checkpoint_holds_only_trainable_tensors_under_official_keys(tiny_path, data_root, tmp_path, trainer):
+    t = build(tiny_path, data_root, trainer)
+    t.save_model(0, str(tmp_path))
+    path = tmp_path / LEARNER_NAME / "model.pth.tar-1"
+    state = torch.load(path, weights_only=True)["state_dict"]
+    assert set(state) == official_keys(trainer)
+    assert osp.getsize(path) < 2_000_000  # the tiny CLIP itself would be ~60 MB
+
+    other = build(tiny_path, data_root, trainer, seed=2)
+    images = next(iter(t.test_loader))["img"]
+    with torch.no_grad():
+        assert not torch.equal(other.model(images).logits_rep, t.model(images).logits_rep)
+        other.load_model(str(tmp_path))  # no best model: the last epoch
+        torch.testing.assert_close(other.model(images).logits_rep, t.model(images).logits_rep, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("trainer", ["MMRL", "MMRLpp"])
+def test_official_checkpoint_layout_loads(tiny_path, data_root, tmp_path, trainer):
+    source = build(tiny_path, data_root, trainer, seed=3)
+    with torch.no_grad():
+        for p in source.model.learner.parameters():
+            p.add_(0.01 * torch.randn_like(p))  # MMRL++'s B would otherwise be 0
+    tensors = source.model.learner.state_dict()
+    # The official state dict: the whole CustomCLIP, frozen CLIP included, from DataParallel.
+    official = {f"module.{k}": v.clone() for k, v in tensors.items()}
+    official["module.prompt_embeddings"] = torch.zeros(4, 77, 64)
+    official["module.image_encoder.conv1.weight"] = torch.zeros(64, 3, 8, 8)
+    official["module.image_encoder.proj"] = torch.zeros(64, 64)
+    official["module.text_encoder.transformer.resblocks.0.attn.in_proj_weight"] = torch.zeros(192, 64)
+    folder = tmp_path / LEARNER_NAME
+    folder.mkdir()
+    checkpoint = {"state_dict": official, "epoch": 5, "optimizer": None, "scheduler": None, "val_result": None}
+    torch.save(checkpoint, folder / "model.pth.tar-5")
+
+    loaded = build(tiny_path, data_root, trainer, seed=4)
+    loaded.load_model(str(tmp_path), epoch=5)
+    direct = build(tiny_path, data_root, trainer, seed=5)
+    direct.model.learner.load_state_dict(tensors)
+    images = next(iter(loaded.test_loader))["img"]
+    loaded.set_model_mode("eval")
+    direct.set_model_mode("eval")
+    with torch.no_grad():
+        a, b = loaded.model_inference(images), direct.model_inference(images)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def save_checkpoint_of(tiny_path, data_root, folder, opts):
+    build(tiny_path, data_root, "MMRL", opts).save_model(0, str(folder))
+
+
+def test_checkpoint_with_other_rep_dim_names_key_and_values(tiny_path, data_root, tmp_path):
+    save_checkpoint_of(tiny_path, data_root, tmp_path, ["TRAINER.MMRL.REP_DIM", 48])
+    t = build(tiny_path, data_root)  # REP_DIM 32
+    with pytest.raises(ValueError) as err:
+        t.load_model(str(tmp_path))
+    message = str(err.value)
+    assert "representation_learner.compound_rep_tokens" in message
+    assert "REP_DIM=48" in message and "TRAINER.MMRL.REP_DIM=32" in message
+
+
+def test_checkpoint_with_other_rep_layers_is_rejected(tiny_path, data_root, tmp_path):
+    save_checkpoint_of(tiny_path, data_root, tmp_path, ["TRAINER.MMRL.REP_LAYERS", [9, 10, 11, 12]])
+    t = build(tiny_path, data_root)
+    with pytest.raises(ValueError, match=r"maps for 4 layers .*REP_LAYERS=\[6, 7, 8, 9, 10, 11, 12\] has 7"):
+        t.load_model(str(tmp_path))
+
+
+def test_checkpoint_of_the_other_method_is_rejected(tiny_path, data_root, tmp_path):
+    save_checkpoint_of(tiny_path, data_root, tmp_path, [])
+    t = build(tiny_path, data_root, "MMRLpp")
+    with pytest.raises(KeyError, match="srra_r2vproj.weight"):
+        t.load_model(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "opts, message",
+    [
+        (["TRAINER.MMRL.REP_LAYERS", [7, 6]], "strictly increasing"),
+        (["TRAINER.MMRL.REP_LAYERS", [6, 13]], r"in 1\.\.12"),
+        (["TRAINER.MMRL.REP_LAYERS", [0, 6]], "integers from 1"),
+        (["TRAINER.MMRL.REP_LAYERS", []], "is empty"),
+        (["INPUT.SIZE", (224, 224)], r"INPUT.SIZE=\(224, 224\) but the CLIP backbone takes 32x32"),
+        (["TRAINER.MMRL.PREC", "bf16"], "PREC must be"),
+        (["TASK", "DG"], "TASK must be"),
+    ],
+)
+def test_bad_settings_fail_before_the_data_is_read(tiny_path, tmp_path, opts, message):
+    cfg = make_cfg(tiny_path, str(tmp_path / "no-such-root"), opts=opts)  # reading data would fail differently
+    with pytest.raises(ValueError, match=message):
+        build_trainer(cfg)
+
+
+def test_checkpoint_file_selection(tmp_path):
+    for name in ("model.pth.tar-2", "model.pth.tar-10", "model.pth.tar-9"):
+        (tmp_path / name).touch()
+    assert checkpoint_file(str(tmp_path)).endswith("model.pth.tar-10")  # last epoch
+    assert checkpoint_file(str(tmp_path), 2).endswith("model.pth.tar-2")
+    (tmp_path / "model-best.pth.tar").touch()
+    assert checkpoint_file(str(tmp_path)).endswith("model-best.pth.tar")
+    with pytest.raises(FileNotFoundError, match="--load-epoch 3"):
+        checkpoint_file(str(tmp_path), 3)
+    with pytest.raises(FileNotFoundError, match="MultiModalRepresentationLearner"):
+        checkpoint_file(str(tmp_path / "missing"))
+
+
+# Produced by the official implementation (github.com/yunncheng/MMRL @ 27d8821, trainers/mmrl.py
+# and mmrlpp.py, run on CPU in fp32) on exactly the setup of the test below: its build order
+# (two CLIP constructions, then the learner), three AdamW steps of its forward_backward, then its
+# eval-mode forward. Our run matched it bit for bit; the tolerance only absorbs other CPUs' rounding.
+OFFICIAL = {
+    "MMRL": {
+        "losses": [5.529159069061279, 6.547415256500244, 4.792952060699463],
+        "fusion0": [-9.14148, -7.89838, -8.88265, -9.83016, -13.83815],
+        "logits5": [-19.18581, -17.72807, -17.77635, -19.15086, -17.09341],
+    },
+    "MMRLpp": {
+        "losses": [7.084930419921875, 6.699108600616455, 6.555107116699219],
+        "fusion0": [-5.55239, -10.67166, -8.57408, -11.09421, -15.47454],
+        "logits5": [-16.57516, -19.10988, -17.12658, -20.84067, -21.60673],
+    },
+}
+
+
+@pytest.mark.parametrize("trainer", ["MMRL", "MMRLpp"])
+def test_seeded_run_reproduces_the_official_implementation(tmp_path, trainer):
+    torch.manual_seed(123)
+    weights = CLIP(TINY)
+    with torch.no_grad():
+        for p in weights.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    torch.save(weights.state_dict(), tmp_path / "tiny.pt")
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    cfg.merge_from_list(["TRAINER.NAME", trainer, "DATASET.NAME", "OxfordPets", "INPUT.SIZE", (32, 32)])
+    cfg.merge_from_list(["MODEL.BACKBONE.PATH", str(tmp_path / "tiny.pt"), "OPTIM.NAME", "adamw", "OPTIM.LR", 1e-3])
+    settings = {"N_REP_TOKENS": 5, "REP_DIM": 48, "REP_LAYERS": [6, 7, 8, 9, 10, 11, 12], "ALPHA": 0.7}
+    settings.update({"PREC": "fp32", "REG_WEIGHT": 2.0, "BETA": 0.6, "PROJ_LORA_DIM": 8, "RES_LORA_DIM": 4})
+    cfg.TRAINER[trainer].update({k: v for k, v in settings.items() if k in cfg.TRAINER[trainer]})
+
+    # The reference run fed fixed tensors, so build_model runs without a DataManager.
+    t = trainers.mmrl.MMRL.__new__(trainers.mmrlpp.MMRLpp if trainer == "MMRLpp" else trainers.mmrl.MMRL)
+    TrainerBase.__init__(t)
+    t.check_cfg(cfg)
+    t.cfg, t.device = cfg, torch.device("cpu")
+    classnames = ["red_apple", "dog", "cat", "house", "tree"]
+    t.dm = types.SimpleNamespace(dataset=types.SimpleNamespace(classnames=classnames))
+    torch.manual_seed(7)
+    t.build_model()
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(3, 4, 3, 32, 32, generator=g)
+    labels = torch.tensor([[0, 1, 2, 3], [4, 0, 1, 2], [3, 4, 0, 1]])
+    t.set_model_mode("train")
+    t.num_batches = 100
+    losses = []
+    for t.batch_idx in range(3):
+        losses.append(t.forward_backward({"img": images[t.batch_idx], "label": labels[t.batch_idx]})["loss"])
+    t.set_model_mode("eval")
+    with torch.no_grad():
+        out = t.model(torch.randn(6, 3, 32, 32, generator=g))
+    expected = OFFICIAL[trainer]
+    assert losses == pytest.approx(expected["losses"], rel=1e-5)
+    assert out.logits_fusion[0].tolist() == pytest.approx(expected["fusion0"], abs=1e-4)
+    assert out.logits[5].tolist() == pytest.approx(expected["logits5"], abs=1e-4)

@@ -1,0 +1,3 @@
+"""Trainers: importing this package registers MMRL and MMRLpp in dassl's TRAINER_REGISTRY."""
+
+from . import mmrl, mmrlpp  # noqa: F401
