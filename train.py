@@ -23,11 +23,11 @@ import trainers  # noqa: F401  (registers the trainers)
 from dassl.config import get_cfg_default
 from dassl.data.datasets import DATASET_REGISTRY
 from dassl.engine import TRAINER_REGISTRY, build_trainer
-from dassl.utils import collect_env_info, set_random_seed, setup_logger
+from dassl.utils import UserError, collect_env_info, set_random_seed, setup_logger
 from trainers.config import extend_cfg, get_dataset_specified_config
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """A mistake in the command line or config, reported as one line without a traceback."""
 
 
@@ -170,5 +170,5 @@ def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     try:
         main(build_parser().parse_args())
-    except UsageError as e:
+    except UserError as e:
         sys.exit(f"error: {e}")

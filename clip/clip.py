@@ -91,7 +91,13 @@ def _download(url: str, root: str | None = None) -> str:
     fd, partial = tempfile.mkstemp(prefix=os.path.basename(url) + ".", suffix=".part", dir=root)
     try:
         digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url) as source:
+        try:
+            source = urllib.request.urlopen(url)
+        except OSError as e:
+            raise RuntimeError(
+                f"could not download {url} ({e}); put the file at {target} or pass its local path"
+            ) from e
+        with os.fdopen(fd, "wb") as out, source:
             size = source.headers.get("Content-Length")
             with tqdm(total=int(size) if size else None, unit="iB", unit_scale=True, unit_divisor=1024) as bar:
                 while chunk := source.read(1 << 16):

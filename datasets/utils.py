@@ -17,7 +17,15 @@ from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 from dassl.data.datasets import DatasetBase, Datum
-from dassl.utils.tools import listdir_nohidden, mkdir_if_missing, read_json, read_pickle, write_json, write_pickle
+from dassl.utils.tools import (
+    UserError,
+    listdir_nohidden,
+    mkdir_if_missing,
+    read_json,
+    read_pickle,
+    write_json,
+    write_pickle,
+)
 
 __all__ = [
     "DOC",
@@ -47,7 +55,7 @@ T = TypeVar("T")
 Splits = tuple[list[Datum], list[Datum] | None, list[Datum]]
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """Data missing or malformed on disk; the message names the path and where the layout is described."""
 
 

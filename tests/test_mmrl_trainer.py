@@ -17,7 +17,7 @@ from dassl.config import get_cfg_default
 from dassl.engine import TrainerBase, build_trainer
 from datasets.synthetic import make_dataset
 from trainers.config import extend_cfg
-from trainers.mmrl import LEARNER_NAME, checkpoint_file
+from trainers.mmrl import LEARNER_NAME, ConfigError, checkpoint_file
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # Unequal widths (d_v 128, d_t 64, d_out 32) so that a swapped dimension cannot go unnoticed.
@@ -211,7 +211,7 @@ def test_checkpoint_with_other_rep_layers_is_rejected(tiny_path, data_root, tmp_
 def test_checkpoint_of_the_other_method_is_rejected(tiny_path, data_root, tmp_path):
     save_checkpoint_of(tiny_path, data_root, tmp_path, [])
     t = build(tiny_path, data_root, "MMRLpp")
-    with pytest.raises(KeyError, match="srra_r2vproj.weight"):
+    with pytest.raises(ConfigError, match="srra_r2vproj.weight"):
         t.load_model(str(tmp_path))
 
 
@@ -219,17 +219,30 @@ def test_checkpoint_of_the_other_method_is_rejected(tiny_path, data_root, tmp_pa
     "opts, message",
     [
         (["TRAINER.MMRL.REP_LAYERS", [7, 6]], "strictly increasing"),
-        (["TRAINER.MMRL.REP_LAYERS", [6, 13]], r"in 1\.\.12"),
         (["TRAINER.MMRL.REP_LAYERS", [0, 6]], "integers from 1"),
         (["TRAINER.MMRL.REP_LAYERS", []], "is empty"),
-        (["INPUT.SIZE", (224, 224)], r"INPUT.SIZE=\(224, 224\) but the CLIP backbone takes 32x32"),
         (["TRAINER.MMRL.PREC", "bf16"], "PREC must be"),
         (["TASK", "DG"], "TASK must be"),
     ],
 )
 def test_bad_settings_fail_before_the_data_is_read(tiny_path, tmp_path, opts, message):
     cfg = make_cfg(tiny_path, str(tmp_path / "no-such-root"), opts=opts)  # reading data would fail differently
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
+        build_trainer(cfg)
+
+
+@pytest.mark.parametrize(
+    "opts, message",
+    [
+        (["TRAINER.MMRL.REP_LAYERS", [6, 13]], r"in 1\.\.12"),
+        (["INPUT.SIZE", (224, 224)], r"INPUT.SIZE=\(224, 224\) but the CLIP backbone takes 32x32"),
+        (["MODEL.BACKBONE.PATH", "/no/such/clip.pt"], r"MODEL.BACKBONE.PATH /no/such/clip.pt.*does not exist"),
+    ],
+)
+def test_settings_that_need_the_weights_fail_before_the_model_is_built(tiny_path, data_root, opts, message):
+    """The dataset is checked first (so a wrong --root never waits for a download), then the weights."""
+    cfg = make_cfg(tiny_path, data_root, opts=opts)
+    with pytest.raises(ConfigError, match=message):
         build_trainer(cfg)
 
 
@@ -240,9 +253,9 @@ def test_checkpoint_file_selection(tmp_path):
     assert checkpoint_file(str(tmp_path), 2).endswith("model.pth.tar-2")
     (tmp_path / "model-best.pth.tar").touch()
     assert checkpoint_file(str(tmp_path)).endswith("model-best.pth.tar")
-    with pytest.raises(FileNotFoundError, match="--load-epoch 3"):
+    with pytest.raises(ConfigError, match="--load-epoch 3"):
         checkpoint_file(str(tmp_path), 3)
-    with pytest.raises(FileNotFoundError, match="MultiModalRepresentationLearner"):
+    with pytest.raises(ConfigError, match="MultiModalRepresentationLearner"):
         checkpoint_file(str(tmp_path / "missing"))
 
 

@@ -40,7 +40,11 @@ from clip.model import CLIP, build_model, config_from_state_dict
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
-from dassl.utils import load_checkpoint, load_pretrained_weights
+from dassl.utils import UserError, load_checkpoint, load_pretrained_weights
+
+
+class ConfigError(UserError, ValueError):
+    """A config value or checkpoint that does not fit the model; names the key and the fix."""
 
 # Name under which the learnable module is registered: checkpoints live at
 # <output_dir>/MultiModalRepresentationLearner/model.pth.tar-<epoch>, as in the official code.
@@ -368,13 +372,13 @@ def check_rep_layers(layers: Sequence[int], key: str, depth: int | None = None) 
     layers = tuple(layers)
     hint = "list the 1-based layers that receive tokens, e.g. [6, 7, 8, 9, 10, 11, 12]"
     if not layers:
-        raise ValueError(f"{key} is empty: {hint}")
+        raise ConfigError(f"{key} is empty: {hint}")
     if not all(isinstance(i, int) and i >= 1 for i in layers):
-        raise ValueError(f"{key}={list(layers)}: layers are integers from 1; {hint}")
+        raise ConfigError(f"{key}={list(layers)}: layers are integers from 1; {hint}")
     if any(b <= a for a, b in zip(layers, layers[1:])):
-        raise ValueError(f"{key}={list(layers)} must be strictly increasing")
+        raise ConfigError(f"{key}={list(layers)} must be strictly increasing")
     if depth is not None and layers[-1] > depth:
-        raise ValueError(f"{key}={list(layers)}: every layer must be in 1..{depth}, the depth of the CLIP encoders")
+        raise ConfigError(f"{key}={list(layers)}: every layer must be in 1..{depth}, the depth of the CLIP encoders")
     return layers
 
 
@@ -388,14 +392,14 @@ def check_checkpoint_config(state_dict: Mapping[str, Tensor], settings: CfgNode,
     if tokens is not None:
         for dim, name in ((0, "N_REP_TOKENS"), (1, "REP_DIM")):
             if tokens.shape[dim] != settings[name]:
-                raise ValueError(
+                raise ConfigError(
                     f"{source}: representation_learner.compound_rep_tokens has shape {tuple(tokens.shape)}, i.e. "
                     f"{name}={tokens.shape[dim]}, but TRAINER.{node}.{name}={settings[name]} "
                     f"(pass TRAINER.{node}.{name} {tokens.shape[dim]} to use this checkpoint)"
                 )
     layers = {int(m.group(1)) for key in state_dict if (m := _MAP_KEY.match(key))}
     if layers and len(layers) != len(settings.REP_LAYERS):
-        raise ValueError(
+        raise ConfigError(
             f"{source}: the checkpoint has representation maps for {len(layers)} layers "
             f"(representation_learner.*.{min(layers)}..{max(layers)}), but TRAINER.{node}.REP_LAYERS="
             f"{list(settings.REP_LAYERS)} has {len(settings.REP_LAYERS)}"
@@ -412,10 +416,10 @@ def load_learner_state(
     expected = learner.state_dict()
     missing = [k for k in expected if k not in given]
     if missing:
-        raise KeyError(f"{source} lacks {missing} (a checkpoint of another method, MMRL vs MMRL++?)")
+        raise ConfigError(f"{source} lacks {missing} (a checkpoint of another method, MMRL vs MMRL++?)")
     for key, value in expected.items():
         if given[key].shape != value.shape:
-            raise ValueError(
+            raise ConfigError(
                 f"{source}: {key} has shape {tuple(given[key].shape)}, the model expects {tuple(value.shape)} "
                 f"(trained on another backbone than {node}'s MODEL.BACKBONE?)"
             )
@@ -425,18 +429,18 @@ def load_learner_state(
 def checkpoint_file(folder: str, epoch: int | None = None) -> str:
     """``model.pth.tar-<epoch>`` if given, else ``model-best.pth.tar``, else the last epoch saved."""
     if not osp.isdir(folder):
-        raise FileNotFoundError(f'No checkpoint folder "{folder}" (--model-dir must hold {LEARNER_NAME}/)')
+        raise ConfigError(f'No checkpoint folder "{folder}" (--model-dir must hold {LEARNER_NAME}/)')
     files = sorted(os.listdir(folder))
     if epoch is not None:
         path = osp.join(folder, f"model.pth.tar-{epoch}")
         if not osp.isfile(path):
-            raise FileNotFoundError(f'No checkpoint "{path}" (--load-epoch {epoch}); {folder} holds {files}')
+            raise ConfigError(f'No checkpoint "{path}" (--load-epoch {epoch}); {folder} holds {files}')
         return path
     if "model-best.pth.tar" in files:
         return osp.join(folder, "model-best.pth.tar")
     epochs = [int(m.group(1)) for f in files if (m := re.fullmatch(r"model\.pth\.tar-(\d+)", f))]
     if not epochs:
-        raise FileNotFoundError(f"No model.pth.tar-<epoch> or model-best.pth.tar in {folder} (it holds {files})")
+        raise ConfigError(f"No model.pth.tar-<epoch> or model-best.pth.tar in {folder} (it holds {files})")
     return osp.join(folder, f"model.pth.tar-{max(epochs)}")
 
 
@@ -469,29 +473,44 @@ class MMRL(TrainerX):
         return self.cfg.TRAINER[self.NODE]
 
     def check_cfg(self, cfg: CfgNode) -> None:
-        """Everything checkable before the data and the model are built, the CLIP weights included."""
+        """Everything checkable from the config alone, before the data and the model are built."""
         s, node = cfg.TRAINER[self.NODE], f"TRAINER.{self.NODE}"
         if s.PREC not in ("fp16", "fp32", "amp"):
-            raise ValueError(f"{node}.PREC must be fp16, fp32 or amp, got {s.PREC!r}")
+            raise ConfigError(f"{node}.PREC must be fp16, fp32 or amp, got {s.PREC!r}")
         if cfg.TASK not in ("B2N", "FS", "CD"):
-            raise ValueError(f"TASK must be B2N, FS or CD, got {cfg.TASK!r}")
+            raise ConfigError(f"TASK must be B2N, FS or CD, got {cfg.TASK!r}")
         if cfg.DATASET.SUBSAMPLE_CLASSES not in ("all", "base", "new"):
-            raise ValueError(
+            raise ConfigError(
                 f"DATASET.SUBSAMPLE_CLASSES must be all, base or new, got {cfg.DATASET.SUBSAMPLE_CLASSES!r}"
             )
         for name in ("N_REP_TOKENS", "REP_DIM"):
             if s[name] < 1:
-                raise ValueError(f"{node}.{name} must be at least 1, got {s[name]}")
+                raise ConfigError(f"{node}.{name} must be at least 1, got {s[name]}")
         check_rep_layers(s.REP_LAYERS, f"{node}.REP_LAYERS")
-        self._clip_state_dict = clip.load_clip_state_dict(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PATH)
-        arch = config_from_state_dict(self._clip_state_dict)
+
+    def load_clip_weights(self) -> dict[str, Tensor]:
+        """CLIP's state dict, checked against the config before anything is built from it.
+
+        Called after the dataset is built, so a missing dataset is reported before a download starts.
+        """
+        cfg, s, node = self.cfg, self.settings, f"TRAINER.{self.NODE}"
+        name, path = cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PATH
+        try:
+            state_dict = clip.load_clip_state_dict(name, path)
+            arch = config_from_state_dict(state_dict)
+        except (OSError, RuntimeError, ValueError, NotImplementedError) as e:
+            raise ConfigError(
+                f"cannot get the CLIP weights ({'MODEL.BACKBONE.PATH ' + path if path else name}): {e}. "
+                "Without network access, pass a local OpenAI checkpoint with MODEL.BACKBONE.PATH /path/to/file.pt"
+            ) from e
         check_rep_layers(s.REP_LAYERS, f"{node}.REP_LAYERS", min(arch.vision_layers, arch.transformer_layers))
         size = tuple(cfg.INPUT.SIZE)
         if size != (arch.image_resolution, arch.image_resolution):
-            raise ValueError(
+            raise ConfigError(
                 f"INPUT.SIZE={size} but the CLIP backbone takes {arch.image_resolution}x{arch.image_resolution} "
                 f"images; set INPUT.SIZE ({arch.image_resolution}, {arch.image_resolution})"
             )
+        return state_dict
 
     def _precision(self) -> str:
         prec = self.settings.PREC
@@ -510,8 +529,7 @@ class MMRL(TrainerX):
         source = f", weights: {cfg.MODEL.BACKBONE.PATH}" if cfg.MODEL.BACKBONE.PATH else ""
         print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME}{source})")
         with torch.random.fork_rng(devices=[]):  # building our CLIP must not draw (see below)
-            clip_model = build_model(self._clip_state_dict)
-        del self._clip_state_dict
+            clip_model = build_model(self.load_clip_weights())
         if self.prec in ("fp32", "amp"):
             clip_model.float()  # OpenAI's weights are fp16
         clip_model.requires_grad_(False)

@@ -3,6 +3,7 @@ from .logger import Logger, setup_logger
 from .meters import AverageMeter, MetricMeter
 from .registry import Registry
 from .tools import (
+    UserError,
     atomic_write,
     check_availability,
     check_isfile,
@@ -28,6 +29,7 @@ from .torchtools import (
 )
 
 __all__ = [
+    "UserError",
     "Logger",
     "setup_logger",
     "AverageMeter",

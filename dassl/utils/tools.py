@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 __all__ = [
+    "UserError",
     "mkdir_if_missing",
     "check_isfile",
     "read_json",
@@ -33,6 +34,10 @@ __all__ = [
     "check_availability",
     "tolist_if_not",
 ]
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad config value, missing file); train.py prints it as one line."""
 
 
 def mkdir_if_missing(dirname: str) -> None:
