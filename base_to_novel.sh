@@ -2,9 +2,9 @@
 # Base-to-novel generalisation of MMRL or MMRL++ on every dataset, then the table of results.
 #   DATA=/path/to/datasets bash base_to_novel.sh MMRL|MMRLpp [KEY VALUE ...]
 #   DATASETS="dtd eurosat" SEEDS=1 bash base_to_novel.sh MMRLpp      # a subset
-# Environment (OUTPUT, SEEDS, ...), outputs and skipping: scripts/mmrl/protocols.sh.
+# Environment (OUTPUT, SEEDS, ...), outputs and skipping: scripts/protocols.sh.
 set -euo pipefail
-source "$(dirname "$0")/scripts/mmrl/protocols.sh"
+source "$(dirname "$0")/scripts/protocols.sh"
 METHOD=${1:?usage: base_to_novel.sh MMRL|MMRLpp [KEY VALUE ...]}
 shift
 SCRIPTS=$(method_dir "$METHOD")

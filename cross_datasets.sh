@@ -3,9 +3,9 @@
 # every other dataset and ImageNet variant, then the table of results.
 #   DATA=/path/to/datasets bash cross_datasets.sh MMRL|MMRLpp [KEY VALUE ...]
 #   DATASETS="dtd imagenetv2" bash cross_datasets.sh MMRL            # other targets
-# Environment (OUTPUT, SEEDS, ...), outputs and skipping: scripts/mmrl/protocols.sh.
+# Environment (OUTPUT, SEEDS, ...), outputs and skipping: scripts/protocols.sh.
 set -euo pipefail
-source "$(dirname "$0")/scripts/mmrl/protocols.sh"
+source "$(dirname "$0")/scripts/protocols.sh"
 METHOD=${1:?usage: cross_datasets.sh MMRL|MMRLpp [KEY VALUE ...]}
 shift
 SCRIPTS=$(method_dir "$METHOD")

@@ -3,9 +3,9 @@
 # table of results.
 #   DATA=/path/to/datasets bash few_shot.sh MMRL|MMRLpp [KEY VALUE ...]
 #   DATASETS=dtd SHOTS="1 16" bash few_shot.sh MMRL                  # a subset
-# Environment (OUTPUT, SEEDS, ...), outputs and skipping: scripts/mmrl/protocols.sh.
+# Environment (OUTPUT, SEEDS, ...), outputs and skipping: scripts/protocols.sh.
 set -euo pipefail
-source "$(dirname "$0")/scripts/mmrl/protocols.sh"
+source "$(dirname "$0")/scripts/protocols.sh"
 METHOD=${1:?usage: few_shot.sh MMRL|MMRLpp [KEY VALUE ...]}
 shift
 SCRIPTS=$(method_dir "$METHOD")

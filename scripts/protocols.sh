@@ -16,7 +16,7 @@
 # A run whose log.txt already holds a result is skipped; an unfinished one is run again
 # (training resumes from its last checkpoint; the old log is kept as log.txt.incomplete-<time>).
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-python}
 OUTPUT=${OUTPUT:-output}
 SEEDS=${SEEDS:-1 2 3}
