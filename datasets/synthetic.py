@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from .eurosat import NEW_CNAMES
+
 __all__ = ["DATASETS", "CONFIG_NAMES", "make_dataset", "make_all"]
 
 # (split, path as the split json stores it, label, classname)
@@ -42,18 +44,6 @@ IMAGENET_CLASSES = [
     ("n01498041", "stingray"),
     ("n01514668", "rooster"),
 ]
-EUROSAT_CLASSES = {
-    "AnnualCrop": "Annual Crop Land",
-    "Forest": "Forest",
-    "HerbaceousVegetation": "Herbaceous Vegetation Land",
-    "Highway": "Highway or Road",
-    "Industrial": "Industrial Buildings",
-    "Pasture": "Pasture Land",
-    "PermanentCrop": "Permanent Crop Land",
-    "Residential": "Residential Buildings",
-    "River": "River",
-    "SeaLake": "Sea or Lake",
-}
 POOLS = {
     "DescribableTextures": ["banded", "blotchy", "braided", "bubbly", "bumpy", "chequered", "cobwebbed", "cracked"],
     "Food101": ["apple_pie", "baby_back_ribs", "baklava", "beef_carpaccio", "beet_salad", "bibimbap", "churros"],
@@ -134,8 +124,8 @@ def _caltech101(w: _Writer) -> list[Record]:
 
 
 def _eurosat(w: _Writer) -> list[Record]:
-    folders = sorted(w.names(list(EUROSAT_CLASSES), "Landuse{:03d}"))
-    return w.folder_tree("2750", folders, [EUROSAT_CLASSES.get(f, f) for f in folders])
+    folders = sorted(w.names(list(NEW_CNAMES), "Landuse{:03d}"))
+    return w.folder_tree("2750", folders, [NEW_CNAMES.get(f, f) for f in folders])
 
 
 def _oxford_pets(w: _Writer) -> list[Record]:

@@ -6,23 +6,13 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import tiny_clip_config
 
 from clip.model import CLIP, CLIPConfig, Transformer, build_model, config_from_state_dict
 from clip.tokenizer import tokenize
 
-TINY = CLIPConfig(
-    embed_dim=64,
-    image_resolution=32,
-    vision_layers=12,
-    vision_width=64,
-    vision_patch_size=8,
-    context_length=77,
-    vocab_size=49408,
-    transformer_width=64,
-    transformer_heads=1,
-    transformer_layers=12,
-)
-OTHER = CLIPConfig(
+TINY = tiny_clip_config()
+OTHER = CLIPConfig(  # every field differs from TINY
     embed_dim=32,
     image_resolution=64,
     vision_layers=6,

@@ -12,24 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from tiny import tiny_clip_config
 
 import clip
 from clip import clip as clip_api
-from clip.model import CLIP, CLIPConfig
+from clip.model import CLIP
 from clip.tokenizer import tokenize
 
-SMALL = CLIPConfig(
-    embed_dim=64,
-    image_resolution=32,
-    vision_layers=2,
-    vision_width=64,
-    vision_patch_size=8,
-    context_length=77,
-    vocab_size=49408,
-    transformer_width=64,
-    transformer_heads=1,
-    transformer_layers=2,
-)
+SMALL = tiny_clip_config(vision_layers=2, transformer_layers=2)
 OPENAI_BUFFERS = {"input_resolution": 32, "context_length": 77, "vocab_size": 49408}
 
 

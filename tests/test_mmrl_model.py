@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny import tiny_clip_config
 from torch import nn
 
 from clip import clip
-from clip.model import CLIP, CLIPConfig, VisionTransformer
+from clip.model import CLIP, VisionTransformer
 from trainers.mmrl import (
     MMRLModel,
     MultiModalRepresentationLearner,
@@ -25,18 +26,7 @@ from trainers.mmrlpp import BlendingInjector, LoRAProjection, SRRALearner
 LAYERS = (6, 7, 8, 9, 10, 11, 12)
 K = 5
 # Unequal widths (d_v 128, d_t 64, d_out 32) so that a swapped dimension cannot go unnoticed.
-TINY = CLIPConfig(
-    embed_dim=32,
-    image_resolution=32,
-    vision_layers=12,
-    vision_width=128,
-    vision_patch_size=8,
-    context_length=77,
-    vocab_size=49408,
-    transformer_width=64,
-    transformer_heads=1,
-    transformer_layers=12,
-)
+TINY = tiny_clip_config(embed_dim=32, vision_width=128)
 
 
 @pytest.fixture(autouse=True, scope="module")

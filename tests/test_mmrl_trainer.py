@@ -9,10 +9,11 @@ import types
 
 import pytest
 import torch
+from tiny import tiny_clip_config
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
-from clip.model import CLIP, CLIPConfig
+from clip.model import CLIP
 from dassl.config import get_cfg_default
 from dassl.engine import TrainerBase, build_trainer
 from datasets.synthetic import make_dataset
@@ -21,18 +22,7 @@ from trainers.mmrl import LEARNER_NAME, ConfigError, checkpoint_file
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # Unequal widths (d_v 128, d_t 64, d_out 32) so that a swapped dimension cannot go unnoticed.
-TINY = CLIPConfig(
-    embed_dim=32,
-    image_resolution=32,
-    vision_layers=12,
-    vision_width=128,
-    vision_patch_size=8,
-    context_length=77,
-    vocab_size=49408,
-    transformer_width=64,
-    transformer_heads=1,
-    transformer_layers=12,
-)
+TINY = tiny_clip_config(embed_dim=32, vision_width=128)
 
 
 @pytest.fixture(autouse=True, scope="module")
