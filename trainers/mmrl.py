@@ -27,7 +27,7 @@ import os.path as osp
 import re
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -406,12 +406,12 @@ def check_checkpoint_config(state_dict: Mapping[str, Tensor], settings: CfgNode,
         )
 
 
-def load_learner_state(
+def learner_state(
     learner: nn.Module, state_dict: Mapping[str, Tensor], settings: CfgNode, node: str, source: str
-) -> None:
-    """Load the trainable tensors from an official checkpoint (which also holds the frozen CLIP,
-    ignored here, as CLIP's weights come from the backbone file) or from one of ours."""
-    given = {(k[7:] if k.startswith("module.") else k): v for k, v in state_dict.items()}
+) -> dict[str, Tensor]:
+    """The learner's tensors out of an official checkpoint's state dict (which also holds the frozen
+    CLIP, ignored here, as CLIP's weights come from the backbone file) or out of one of ours."""
+    given = {k.removeprefix("module."): v for k, v in state_dict.items()}
     check_checkpoint_config(given, settings, node, source)
     expected = learner.state_dict()
     missing = [k for k in expected if k not in given]
@@ -423,7 +423,37 @@ def load_learner_state(
                 f"{source}: {key} has shape {tuple(given[key].shape)}, the model expects {tuple(value.shape)} "
                 f"(trained on another backbone than {node}'s MODEL.BACKBONE?)"
             )
-    learner.load_state_dict({k: given[k] for k in expected})
+    return {k: given[k] for k in expected}
+
+
+# The buffers in the official model's state dict; every other key there is a parameter.
+OFFICIAL_BUFFERS = frozenset({"prompt_embeddings"})
+
+
+def learner_optimizer_state(
+    optimizer_state: Mapping[str, Any], state_dict: Mapping[str, Tensor], learner: nn.Module, source: str
+) -> dict[str, Any]:
+    """An official optimizer state re-indexed onto the learner's parameters.
+
+    The official optimizer has one group over ALL the model's parameters, frozen CLIP included, in
+    the order of its state dict without the buffers, and state (AdamW: step, exp_avg, exp_avg_sq)
+    for the trainable ones only. The group's settings (lr, betas, weight_decay, initial_lr...) are kept.
+    """
+    keys = (k.removeprefix("module.") for k in state_dict)
+    names = [k for k in keys if k not in OFFICIAL_BUFFERS]
+    sizes = [len(g["params"]) for g in optimizer_state["param_groups"]]
+    if sizes != [len(names)]:
+        raise ConfigError(
+            f"{source}: the optimizer has groups of {sizes} parameters; "
+            f"an official checkpoint has one group over the model's {len(names)} parameters"
+        )
+    group = optimizer_state["param_groups"][0]
+    ours = {name: i for i, (name, _) in enumerate(learner.named_parameters())}
+    name_of = dict(zip(group["params"], names))
+    return {
+        "state": {ours[name_of[i]]: state for i, state in optimizer_state["state"].items()},
+        "param_groups": [{**group, "params": list(ours.values())}],
+    }
 
 
 def checkpoint_file(folder: str, epoch: int | None = None) -> str:
@@ -614,8 +644,26 @@ class MMRL(TrainerX):
         for name in self.get_model_names():
             path = checkpoint_file(osp.join(directory, name), epoch)
             checkpoint = load_checkpoint(path)
-            load_learner_state(self._models[name], checkpoint["state_dict"], self.settings, self.NODE, path)
+            learner = self._models[name]
+            learner.load_state_dict(learner_state(learner, checkpoint["state_dict"], self.settings, self.NODE, path))
             print(f'Loaded weights to {name} from "{path}" (epoch = {checkpoint["epoch"]})')
+
+    def adapt_checkpoint(self, name: str, checkpoint: dict[str, Any], path: str) -> dict[str, Any]:
+        """Resume from official checkpoints too: their trainable tensors and optimizer state, mapped.
+
+        Ours (exactly the learner's keys) pass unchanged. The scheduler state (upstream pickles the
+        successor scheduler into it) is read by the scheduler itself, and the epoch needs no mapping.
+        """
+        learner = self._models[name]
+        state_dict = checkpoint["state_dict"]
+        if state_dict.keys() == learner.state_dict().keys():
+            return checkpoint
+        print("An official checkpoint: resuming from its trainable tensors and their optimizer state")
+        return {
+            **checkpoint,
+            "state_dict": learner_state(learner, state_dict, self.settings, self.NODE, path),
+            "optimizer": learner_optimizer_state(checkpoint["optimizer"], state_dict, learner, path),
+        }
 
 
 def _grad_scaler() -> torch.amp.GradScaler:

@@ -9,6 +9,7 @@ batch of each epoch (the CoOp/MMRL convention), so every scheduler step is the t
 from __future__ import annotations
 
 import datetime
+import functools
 import os.path as osp
 import time
 from collections import OrderedDict
@@ -107,9 +108,20 @@ class TrainerBase:
         start_epoch = 0
         for name in names:
             start_epoch = resume_from_checkpoint(
-                osp.join(directory, name), self._models[name], self._optims[name], self._scheds[name]
+                osp.join(directory, name),
+                self._models[name],
+                self._optims[name],
+                self._scheds[name],
+                adapt=functools.partial(self.adapt_checkpoint, name),
             )
         return start_epoch
+
+    def adapt_checkpoint(self, name: str, checkpoint: dict[str, Any], path: str) -> dict[str, Any]:
+        """Hook: the checkpoint at ``path`` to resume model ``name`` from, in that model's layout.
+
+        Method trainers override it to accept files of another implementation; here unchanged.
+        """
+        return checkpoint
 
     def load_model(self, directory: str, epoch: int | None = None) -> None:
         """Load ``<directory>/<name>/model-best.pth.tar`` (or ``model.pth.tar-<epoch>``) into each model.

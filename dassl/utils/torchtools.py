@@ -6,7 +6,7 @@ import pickle
 import shutil
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -116,12 +116,19 @@ def resume_from_checkpoint(
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
+    adapt: Callable[[dict[str, Any], str], dict[str, Any]] | None = None,
 ) -> int:
-    """Restore the file named in ``<fdir>/checkpoint``; returns the epoch to continue from."""
+    """Restore the file named in ``<fdir>/checkpoint``; returns the epoch to continue from.
+
+    ``adapt(checkpoint, path)``, if given, may rewrite the checkpoint before anything is loaded
+    (e.g. one written by another implementation of the model).
+    """
     with open(osp.join(fdir, "checkpoint")) as f:
         fpath = osp.join(fdir, f.readline().strip("\n"))
     print(f'Loading checkpoint from "{fpath}"')
     checkpoint = load_checkpoint(fpath)
+    if adapt is not None:
+        checkpoint = adapt(checkpoint, fpath)
     model.load_state_dict(checkpoint["state_dict"])
     print("Loaded model weights")
     if optimizer is not None and "optimizer" in checkpoint:
