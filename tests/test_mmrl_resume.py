@@ -9,10 +9,11 @@ import shutil
 
 import pytest
 import torch
+from tiny import tiny_clip_config
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
-from clip.model import CLIP, CLIPConfig
+from clip.model import CLIP
 from dassl.config import get_cfg_default
 from dassl.engine import build_trainer
 from datasets.synthetic import make_dataset
@@ -20,18 +21,7 @@ from trainers.config import extend_cfg
 from trainers.mmrl import LEARNER_NAME
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TINY = CLIPConfig(
-    embed_dim=64,
-    image_resolution=32,
-    vision_layers=12,
-    vision_width=64,
-    vision_patch_size=8,
-    context_length=77,
-    vocab_size=49408,
-    transformer_width=64,
-    transformer_heads=1,
-    transformer_layers=12,
-)
+TINY = tiny_clip_config()
 N_CLASSES = 4
 
 
