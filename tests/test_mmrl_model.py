@@ -29,15 +29,6 @@ K = 5
 TINY = tiny_clip_config(embed_dim=32, vision_width=128)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: extra threads only add synchronisation, which is slow on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny() -> CLIP:
     torch.manual_seed(0)

@@ -25,14 +25,6 @@ TINY = tiny_clip_config()
 N_CLASSES = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> tuple[str, str]:
     """(tiny CLIP file, data root): 4 classes x 2 training images, i.e. 2 batches per epoch."""
