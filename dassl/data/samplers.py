@@ -39,61 +39,58 @@ def _draw_per_domain(domain_dict: dict, domains: list, n_per_domain: int, out: l
     return exhausted
 
 
-class RandomDomainSampler(Sampler):
-    """Each batch: ``n_domain`` random domains with ``batch_size // n_domain`` images each."""
+class _DomainBatchSampler(Sampler):
+    """Batches of ``n_domain`` domains with ``batch_size // n_domain`` random images each."""
+
+    def __init__(self, data_source: Sequence[Any], batch_size: int, n_domain: int, domains: list) -> None:
+        if batch_size % n_domain != 0:
+            raise ValueError(f"batch_size={batch_size} must be divisible by the domains per batch ({n_domain})")
+        self.data_source = data_source
+        self.domain_dict = _indices_by(data_source, "domain")
+        self.domains = domains
+        self.n_img_per_domain = batch_size // n_domain
+        self.batch_size = batch_size
+        self.n_domain = n_domain
+        self.length = len(list(self.__iter__()))
+
+    def batch_domains(self) -> list:
+        """The domains of the next batch."""
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[int]:
+        domain_dict = copy.deepcopy(self.domain_dict)
+        final_idxs: list[int] = []
+        done = False
+        while not done:
+            done = _draw_per_domain(domain_dict, self.batch_domains(), self.n_img_per_domain, final_idxs)
+        return iter(final_idxs)
+
+    def __len__(self) -> int:
+        return self.length
+
+
+class RandomDomainSampler(_DomainBatchSampler):
+    """Each batch: ``n_domain`` random domains (all when ``n_domain`` <= 0 or None)."""
 
     def __init__(self, data_source: Sequence[Any], batch_size: int, n_domain: int | None) -> None:
-        self.data_source = data_source
-        self.domain_dict = _indices_by(data_source, "domain")
-        self.domains = list(self.domain_dict.keys())
+        domains = list(_indices_by(data_source, "domain").keys())
         if n_domain is None or n_domain <= 0:
-            n_domain = len(self.domains)
-        if batch_size % n_domain != 0:
-            raise ValueError(f"batch_size={batch_size} must be divisible by n_domain={n_domain}")
-        self.n_img_per_domain = batch_size // n_domain
-        self.batch_size = batch_size
-        self.n_domain = n_domain
-        self.length = len(list(self.__iter__()))
+            n_domain = len(domains)
+        super().__init__(data_source, batch_size, n_domain, domains)
 
-    def __iter__(self) -> Iterator[int]:
-        domain_dict = copy.deepcopy(self.domain_dict)
-        final_idxs: list[int] = []
-        done = False
-        while not done:
-            done = _draw_per_domain(
-                domain_dict, random.sample(self.domains, self.n_domain), self.n_img_per_domain, final_idxs
-            )
-        return iter(final_idxs)
-
-    def __len__(self) -> int:
-        return self.length
+    def batch_domains(self) -> list:
+        return random.sample(self.domains, self.n_domain)
 
 
-class SeqDomainSampler(Sampler):
-    """Each batch: every domain (sorted) with ``batch_size // n_domains`` random images."""
+class SeqDomainSampler(_DomainBatchSampler):
+    """Each batch: every domain, in sorted order."""
 
     def __init__(self, data_source: Sequence[Any], batch_size: int) -> None:
-        self.data_source = data_source
-        self.domain_dict = _indices_by(data_source, "domain")
-        self.domains = sorted(self.domain_dict.keys())
-        n_domain = len(self.domains)
-        if batch_size % n_domain != 0:
-            raise ValueError(f"batch_size={batch_size} must be divisible by the number of domains ({n_domain})")
-        self.n_img_per_domain = batch_size // n_domain
-        self.batch_size = batch_size
-        self.n_domain = n_domain
-        self.length = len(list(self.__iter__()))
+        domains = sorted(_indices_by(data_source, "domain").keys())
+        super().__init__(data_source, batch_size, len(domains), domains)
 
-    def __iter__(self) -> Iterator[int]:
-        domain_dict = copy.deepcopy(self.domain_dict)
-        final_idxs: list[int] = []
-        done = False
-        while not done:
-            done = _draw_per_domain(domain_dict, self.domains, self.n_img_per_domain, final_idxs)
-        return iter(final_idxs)
-
-    def __len__(self) -> int:
-        return self.length
+    def batch_domains(self) -> list:
+        return self.domains
 
 
 class RandomClassSampler(Sampler):
