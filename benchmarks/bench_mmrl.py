@@ -6,7 +6,7 @@ text features are kept at inference. This script times a training step (forward,
 AdamW) and inference of that model against a plain reference that recomputes everything through
 clip's public API, as the official code does, and fails when their logits or gradients differ: a
 speed-up must never change a result. A third path, ``cut``, feeds the same model its prompts cut
-after the longest EOT (exact under the causal mask; DESIGN.md lists it, the trainer does not do it).
+after the longest EOT (exact under the causal mask; the trainer does it with TRAINER.<M>.CUT_PROMPTS True).
 FLOPs are counted on fake tensors (shapes only, no compute); at ImageNet scale they give the RTX
 4090 projection, calibrated on the paper's timing of the official code (see README.md).
 

@@ -580,6 +580,8 @@ class MMRL(TrainerX):
         )
 
         tokenized_prompts = clip.tokenize(class_prompts(cfg.DATASET.NAME, classnames))
+        if s.CUT_PROMPTS:
+            tokenized_prompts = tokenized_prompts[:, : int(tokenized_prompts.argmax(dim=-1).max()) + 1]
         self.model = MMRLModel(clip_model, learner, rep_layers, tokenized_prompts, s.ALPHA, self.make_injector())
         self.model.to(self.device)
 
