@@ -46,6 +46,7 @@ from dassl.utils import UserError, load_checkpoint, load_pretrained_weights
 class ConfigError(UserError, ValueError):
     """A config value or checkpoint that does not fit the model; names the key and the fix."""
 
+
 # Name under which the learnable module is registered: checkpoints live at
 # <output_dir>/MultiModalRepresentationLearner/model.pth.tar-<epoch>, as in the official code.
 LEARNER_NAME = "MultiModalRepresentationLearner"
