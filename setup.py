@@ -13,5 +13,12 @@ setup(
     package_data={"clip": ["bpe_simple_vocab_16e6.txt.gz"]},
     include_package_data=True,
     install_requires=requirements,
-    extras_require={"test": ["pytest", "ruff"]},
+    extras_require={
+        # Optional extras, each imported only where it is used.
+        "data": ["scipy"],  # MATLAB label files of StanfordCars / OxfordFlowers (split rebuild)
+        "plots": ["matplotlib"],  # few-shot curves of tools.report
+        "linear_probe": ["scikit-learn"],  # the linear-probe CLIP baseline
+        "slurm": ["submitit"],  # grids of runs on SLURM
+        "test": ["pytest", "ruff", "scipy", "matplotlib", "scikit-learn", "submitit"],
+    },
 )

@@ -34,14 +34,15 @@ from torch import Tensor
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
+from yacs.config import CfgNode
 
 from clip import clip
 from clip.model import CLIP, CLIPConfig, causal_mask
 from dassl.config import get_cfg_default
 from dassl.optim import build_optimizer
 from trainers.config import extend_cfg
-from trainers.mmrl import MMRL, MMRLModel, MultiModalRepresentationLearner, Outputs, class_prompts, mmrl_loss
-from trainers.mmrlpp import MMRLpp
+from trainers.mmrl import MMRL, MMRLModel, MMRLpp, Outputs, mmrl_loss
+from trainers.prompts import class_prompts
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHS = {
@@ -72,6 +73,7 @@ ARCHS = {
     ),
 }
 TRAINERS: dict[str, type[MMRL]] = {"mmrl": MMRL, "mmrlpp": MMRLpp}
+TRAINERS_BY_NAME = {cls.__name__: cls for cls in TRAINERS.values()}
 PATHS = ("optimized", "reference", "cut")
 LOGITS = ("logits", "logits_rep", "logits_fusion")
 
@@ -88,29 +90,22 @@ LOGIT_ATOL = 1e-3
 GRAD_RTOL = 1e-3
 
 
-def trainer_for(method: str) -> MMRL:
-    """A trainer with its official vit_b16 config and no data: only its ``make_*`` hooks and settings
-    are used, so the learner is built by the very code that builds it in training."""
+def config_for(method: str) -> CfgNode:
+    """The method's official vit_b16 config (fp32: AMP needs CUDA), for the ImageNet templates."""
     cls = TRAINERS[method]
     cfg = get_cfg_default()
     extend_cfg(cfg)
     cfg.merge_from_file(str(REPO / "configs" / "trainers" / cls.NODE / "vit_b16.yaml"))
-    cfg.TRAINER[cls.NODE].PREC = "fp32"  # CPU: AMP needs CUDA
-    trainer = object.__new__(cls)
-    trainer.cfg = cfg
-    return trainer
+    cfg.TRAINER[cls.NODE].PREC = "fp32"
+    cfg.DATASET.NAME = "ImageNet"
+    cfg.TRAINER.NAME = cls.__name__
+    return cfg
 
 
-def build_model(trainer: MMRL, clip_model: CLIP, prompts: Tensor) -> MMRLModel:
-    """``MMRL.build_model`` minus the weight file, the RNG replay and the zero-shot text features."""
-    s = trainer.settings
-    layers = tuple(s.REP_LAYERS)
-    width, out_dim = clip_model.visual.proj.shape
-    text_width = clip_model.ln_final.weight.shape[0]
-    representation = trainer.make_representation_learner(s.N_REP_TOKENS, s.REP_DIM, width, text_width, len(layers))
-    projection = trainer.make_projection(trainer.draw_projection_init(width, out_dim), out_dim)
-    learner = MultiModalRepresentationLearner(representation, projection)
-    return MMRLModel(clip_model, learner, layers, prompts, s.ALPHA, trainer.make_injector())
+def build_model(cfg: CfgNode, clip_model: CLIP, n_classes: int) -> MMRLModel:
+    """The model as training builds it (the method's registered factory), minus the RNG replay."""
+    classnames = [f"class {i}" for i in range(n_classes)]
+    return TRAINERS_BY_NAME[cfg.TRAINER.NAME].model_factory(cfg, classnames, clip_model)
 
 
 def with_prompts(model: MMRLModel, prompts: Tensor) -> MMRLModel:
@@ -152,9 +147,9 @@ def reference_forward(model: MMRLModel, image: Tensor, zero_shot: bool) -> Outpu
 
 @dataclass
 class Case:
-    """One method at one class count: the trainer's model, its cut twin, a fixed batch and w0."""
+    """One method at one class count: the method's model, its cut twin, a fixed batch and w0."""
 
-    trainer: MMRL
+    cfg: CfgNode
     model: MMRLModel
     cut: MMRLModel
     image: Tensor
@@ -168,7 +163,7 @@ class Case:
 
     def loss_backward(self, path: str) -> Outputs:
         """Forward, loss and backward of ``MMRL.forward_backward`` (fp32); gradients left in ``.grad``."""
-        s = self.trainer.settings
+        s = self.cfg.TRAINER[TRAINERS_BY_NAME[self.cfg.TRAINER.NAME].NODE]
         out = self.forward(path)
         mmrl_loss(out, self.label, self.w0, s.ALPHA, s.REG_WEIGHT).backward()
         return out
@@ -283,11 +278,11 @@ def flops_per_image(
 
 
 def new_case(method: str, clip_model: CLIP, prompts: Tensor, cut: Tensor, w0: Tensor, batch: int) -> Case:
-    trainer = trainer_for(method)
-    model = build_model(trainer, clip_model, prompts)
+    cfg = config_for(method)
+    model = build_model(cfg, clip_model, len(prompts))
     size = clip_model.visual.input_resolution
     image, label = torch.randn(batch, 3, size, size), torch.randint(len(prompts), (batch,))
-    return Case(trainer, model, with_prompts(model, cut), image, label, w0)
+    return Case(cfg, model, with_prompts(model, cut), image, label, w0)
 
 
 def learnable_params(method: str) -> int:
@@ -296,7 +291,7 @@ def learnable_params(method: str) -> int:
     with fake_mode() as mode:
         with mode:
             clip_model = CLIP(arch)
-        model = build_model(trainer_for(method), clip_model, torch.zeros(1, arch.context_length, dtype=torch.long))
+        model = build_model(config_for(method), clip_model, 1)
     return sum(p.numel() for p in model.learner.parameters() if p.requires_grad)
 
 
@@ -378,7 +373,7 @@ def run(args: argparse.Namespace) -> dict:
             with torch.no_grad():  # zero-shot w0, computed once as in MMRL.build_model (cut: same values)
                 w0 = normalise(clip_model.encode_text(cut))
             case = new_case(method, clip_model, prompts, cut, w0, args.batch_size)
-            optim = build_optimizer(case.model.learner, case.trainer.cfg.OPTIM)
+            optim = build_optimizer(case.model.learner, case.cfg.OPTIM)
             case.prime()
             diffs = check_training(case, args.paths, optim)
             times = time_training(case, args.paths, optim, args.warmup, args.repeats)

@@ -23,6 +23,40 @@ Injector = Callable[[int, torch.Tensor], torch.Tensor]
 It may return a sequence of another length (e.g. with extra tokens); later blocks and masks adapt to it.
 """
 
+
+class BlockHooks:
+    """The hook sites of one transformer pass; a method overrides the ones it needs.
+
+    ``before(i, x)`` runs before block ``i`` (1-based) and may change the sequence length, as an
+    ``Injector`` does. ``after(i, block, x_in, x_out)`` runs after block ``i`` with the block's input and
+    its output (the residual stream after the MLP), and the block itself, so an adapter can read its own
+    ``block.ln_1(x_in)``; ``after`` of the last block is the site "after the last block". The defaults
+    return their input unchanged, so unused sites keep every value bit for bit.
+    """
+
+    def before(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def after(self, i: int, block: ResidualAttentionBlock, x_in: torch.Tensor, x_out: torch.Tensor) -> torch.Tensor:
+        return x_out
+
+
+class _BeforeOnly(BlockHooks):
+    """An ``Injector`` seen as hooks."""
+
+    def __init__(self, inject: Injector) -> None:
+        self.before = inject  # type: ignore[method-assign]
+
+
+Hooks = BlockHooks | Injector
+"""What the ``inject`` argument of the towers takes: hooks, or an ``Injector`` (shorthand for ``before``)."""
+
+
+def as_hooks(inject: Hooks | None) -> BlockHooks | None:
+    if inject is None or isinstance(inject, BlockHooks):
+        return inject
+    return _BeforeOnly(inject)
+
 # Keys OpenAI's JIT archives carry as buffers; they are hyper-parameters, not weights.
 NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size")
 
@@ -94,7 +128,7 @@ class Transformer(nn.Module):
         self,
         x: torch.Tensor,
         causal: bool = False,
-        inject: Injector | None = None,
+        inject: Hooks | None = None,
         start: int = 1,
         stop: int | None = None,
     ) -> torch.Tensor:
@@ -102,15 +136,19 @@ class Transformer(nn.Module):
 
         Split runs compose: blocks 1..j-1 then j..L equal 1..L, which lets callers cache a frozen trunk.
         ``causal`` masks attention to later positions, with a mask sized to the sequence at each block.
+        ``inject`` gives the hook sites (``BlockHooks``, or an ``Injector`` for the site before each block).
         """
         stop = self.layers if stop is None else stop
         if not (1 <= start <= stop + 1 and stop <= self.layers):
             raise ValueError(f"block range {start}..{stop} is outside 1..{self.layers}")
+        hooks = as_hooks(inject)
         for i in range(start, stop + 1):
-            if inject is not None:
-                x = inject(i, x)
+            block = self.resblocks[i - 1]
+            if hooks is not None:
+                x = hooks.before(i, x)
             mask = causal_mask(x.shape[0], x.device, x.dtype) if causal else None
-            x = self.resblocks[i - 1](x, attn_mask=mask)
+            y = block(x, attn_mask=mask)
+            x = y if hooks is None else hooks.after(i, block, x, y)
         return x
 
 
@@ -140,12 +178,12 @@ class VisionTransformer(nn.Module):
         x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
         return self.ln_pre(x).permute(1, 0, 2)
 
-    def forward_tokens(self, image: torch.Tensor, inject: Injector | None = None) -> torch.Tensor:
+    def forward_tokens(self, image: torch.Tensor, inject: Hooks | None = None) -> torch.Tensor:
         """Every output token after ``ln_post``, batch-first (N, L', width), not projected."""
         x = self.transformer(self.embed(image), inject=inject)
         return self.ln_post(x.permute(1, 0, 2))
 
-    def forward(self, image: torch.Tensor, inject: Injector | None = None) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, inject: Hooks | None = None) -> torch.Tensor:
         """Image features (N, output_dim): the class token after ``ln_post``, projected."""
         x = self.transformer(self.embed(image), inject=inject).permute(1, 0, 2)
         return self.ln_post(x[:, 0, :]) @ self.proj
@@ -221,24 +259,45 @@ class CLIP(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.visual.conv1.weight.dtype
 
-    def encode_image(self, image: torch.Tensor, inject: Injector | None = None) -> torch.Tensor:
+    def encode_image(self, image: torch.Tensor, inject: Hooks | None = None) -> torch.Tensor:
         return self.visual(image, inject=inject)
+
+    def token_embeddings(self, text: torch.Tensor) -> torch.Tensor:
+        """Token embeddings (N, L, width) of token ids (N, L), in the model's dtype: what prompt learners edit."""
+        return self.token_embedding(text).to(self.dtype)
 
     def embed_text(self, text: torch.Tensor) -> torch.Tensor:
         """Input sequence (L, N, width) of the text transformer for token ids (N, L), L <= context_length."""
-        x = self.token_embedding(text).to(self.dtype)
-        x = x + self.positional_embedding[: text.shape[1]].to(self.dtype)
+        return self.position_text(self.token_embeddings(text))
+
+    def position_text(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Token embeddings (N, L, width) plus the positional embedding, sequence-first (L, N, width)."""
+        x = embeddings + self.positional_embedding[: embeddings.shape[1]].to(self.dtype)
         return x.permute(1, 0, 2)
 
-    def encode_text_tokens(self, text: torch.Tensor, inject: Injector | None = None) -> torch.Tensor:
+    def encode_text_tokens(self, text: torch.Tensor, inject: Hooks | None = None) -> torch.Tensor:
         """Every output token after ``ln_final``, batch-first (N, L', width), not projected."""
         x = self.transformer(self.embed_text(text), causal=True, inject=inject)
         return self.ln_final(x.permute(1, 0, 2)).to(self.dtype)
 
-    def encode_text(self, text: torch.Tensor) -> torch.Tensor:
+    def encode_text(self, text: torch.Tensor, inject: Hooks | None = None) -> torch.Tensor:
         """Text features (N, embed_dim): the EOT token (the largest id of each row), projected."""
-        x = self.encode_text_tokens(text)
-        return x[torch.arange(x.shape[0]), text.argmax(dim=-1)] @ self.text_projection
+        return self.pool_text(self.encode_text_tokens(text, inject), text.argmax(dim=-1))
+
+    def encode_text_embeddings(
+        self, embeddings: torch.Tensor, eot: torch.Tensor, inject: Hooks | None = None
+    ) -> torch.Tensor:
+        """Text features from token embeddings (N, L, width), before the positional embedding.
+
+        The entry point of prompt learners (CoOp and its family), which replace some embeddings by
+        learned vectors; ``eot`` (N,) is the EOT position of each row (``tokens.argmax(-1)``).
+        """
+        x = self.transformer(self.position_text(embeddings), causal=True, inject=inject)
+        return self.pool_text(self.ln_final(x.permute(1, 0, 2)).to(self.dtype), eot)
+
+    def pool_text(self, tokens: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+        """The text feature: the output (N, L, width) at each row's EOT position, projected."""
+        return tokens[torch.arange(tokens.shape[0], device=tokens.device), eot] @ self.text_projection
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled cosine similarities (logits_per_image, logits_per_text)."""

@@ -18,7 +18,7 @@ import train
 from clip import clip
 from clip.model import build_model
 from dassl.data import DataManager
-from trainers.mmrl import class_prompts
+from trainers.prompts import class_prompts
 
 from . import dataset  # noqa: F401  (registers DemoShapes)
 

@@ -16,12 +16,12 @@ from trainers.mmrl import (
     RepresentationLearner,
     RepresentationProjection,
     TokenInjector,
-    class_prompts,
-    draw_official_clip_init,
-    draw_proj_rep,
     scored_logits,
 )
-from trainers.mmrlpp import BlendingInjector, LoRAProjection, SRRALearner
+from trainers.mmrl.mmrlpp import BlendingInjector, LoRAProjection, SRRALearner
+from trainers.mmrl.model import draw_proj_rep
+from trainers.prompts import class_prompts
+from trainers.replay import replay_clip_construction
 
 LAYERS = (6, 7, 8, 9, 10, 11, 12)
 K = 5
@@ -102,7 +102,7 @@ def test_replay_draws_what_one_clip_construction_draws(tiny):
     CLIP(TINY)
     after_construction = torch.get_rng_state()
     torch.manual_seed(5)
-    draw_official_clip_init(tiny, lambda width, out_dim: torch.empty(0))
+    replay_clip_construction(tiny, lambda width, out_dim: torch.empty(0))
     assert torch.equal(torch.get_rng_state(), after_construction)
 
 
@@ -111,7 +111,7 @@ def test_replay_draws_the_extra_tensor_right_after_visual_proj(tiny):
     VisionTransformer(32, 8, 128, 12, 2, 32)  # ends with proj: the official P_v^r comes next
     expected = draw_proj_rep(128, 32)
     torch.manual_seed(5)
-    assert torch.equal(draw_official_clip_init(tiny, draw_proj_rep), expected)
+    assert torch.equal(replay_clip_construction(tiny, draw_proj_rep), expected)
 
 
 # ---- injection

@@ -17,8 +17,9 @@ from clip.model import CLIP
 from dassl.config import get_cfg_default
 from dassl.engine import TrainerBase, build_trainer
 from datasets.synthetic import make_dataset
+from trainers.base import ConfigError, checkpoint_file
 from trainers.config import extend_cfg
-from trainers.mmrl import LEARNER_NAME, ConfigError, checkpoint_file
+from trainers.mmrl import LEARNER_NAME
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # Unequal widths (d_v 128, d_t 64, d_out 32) so that a swapped dimension cannot go unnoticed.
@@ -261,8 +262,8 @@ def test_checkpoint_file_selection(tmp_path):
     assert checkpoint_file(str(tmp_path)).endswith("model-best.pth.tar")
     with pytest.raises(ConfigError, match="--load-epoch 3"):
         checkpoint_file(str(tmp_path), 3)
-    with pytest.raises(ConfigError, match="MultiModalRepresentationLearner"):
-        checkpoint_file(str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="--model-dir must be .* holds MultiModalRepresentationLearner/"):
+        checkpoint_file(str(tmp_path / "missing" / LEARNER_NAME))
 
 
 # Produced by the official implementation (github.com/yunncheng/MMRL @ 27d8821, trainers/mmrl.py
@@ -300,7 +301,7 @@ def test_seeded_run_reproduces_the_official_implementation(tmp_path, trainer):
     cfg.TRAINER[trainer].update({k: v for k, v in settings.items() if k in cfg.TRAINER[trainer]})
 
     # The reference run fed fixed tensors, so build_model runs without a DataManager.
-    t = trainers.mmrl.MMRL.__new__(trainers.mmrlpp.MMRLpp if trainer == "MMRLpp" else trainers.mmrl.MMRL)
+    t = trainers.mmrl.MMRL.__new__(trainers.mmrl.MMRLpp if trainer == "MMRLpp" else trainers.mmrl.MMRL)
     TrainerBase.__init__(t)
     t.check_cfg(cfg)
     t.cfg, t.device = cfg, torch.device("cpu")

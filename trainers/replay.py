@@ -1,0 +1,64 @@
+"""Replaying the random draws of the official code's model construction, for seed-exact parity.
+
+The official trainers build CLIP from scratch (OpenAI's random init, then the weights loaded over
+it), some of them twice or with extra tensors. A run here draws the same numbers in the same order,
+so that everything drawn later (learnable init, data order, augmentation) is what the official run
+drew. Only the tensor shapes matter for what is drawn; nothing here keeps a value unless asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from clip.model import CLIP
+
+
+def _draw_blocks(width: int, layers: int) -> None:
+    for _ in range(layers):  # the heads do not change what is drawn
+        nn.MultiheadAttention(width, 1)
+        nn.Linear(width, 4 * width)
+        nn.Linear(4 * width, width)
+
+
+def replay_clip_construction(
+    clip_model: CLIP, after_visual_proj: Callable[[int, int], Tensor] | None = None
+) -> Tensor | None:
+    """Draw from the CPU generator what one construction of a CLIP shaped like ``clip_model`` draws.
+
+    ``after_visual_proj(width, output_dim)``, if given, is drawn right after the image tower's ``proj``
+    (where the official MMRL code keeps one more tensor) and returned.
+    """
+    visual = clip_model.visual
+    v_width, _, patch, _ = visual.conv1.weight.shape
+    out_dim = visual.proj.shape[1]
+    t_width = clip_model.ln_final.weight.shape[0]
+    t_layers = len(clip_model.transformer.resblocks)
+    vocab = clip_model.token_embedding.weight.shape[0]
+    extra = None
+    with torch.no_grad():
+        nn.Conv2d(3, v_width, kernel_size=patch, stride=patch, bias=False)
+        torch.randn(v_width)  # class_embedding
+        torch.randn(visual.positional_embedding.shape)
+        _draw_blocks(v_width, len(visual.transformer.resblocks))
+        torch.randn(v_width, out_dim)  # proj
+        if after_visual_proj is not None:
+            extra = after_visual_proj(v_width, out_dim)
+        _draw_blocks(t_width, t_layers)
+        nn.Embedding(vocab, t_width)
+        # OpenAI's initialize_parameters(): only the sizes matter for what is drawn.
+        torch.empty(vocab, t_width).normal_()
+        torch.empty(clip_model.positional_embedding.shape).normal_()
+        for _ in range(t_layers):
+            for shape in ((3 * t_width, t_width), (t_width, t_width), (4 * t_width, t_width), (t_width, 4 * t_width)):
+                torch.empty(shape).normal_()
+        torch.empty(clip_model.text_projection.shape).normal_()
+    return extra
+
+
+def build_clip_without_drawing(build: Callable[[], CLIP]) -> CLIP:
+    """``build()`` with the CPU generator's state restored afterwards, for a caller that replays the draws."""
+    with torch.random.fork_rng(devices=[]):
+        return build()
