@@ -1,18 +1,21 @@
 #!/bin/bash
-# Base-to-novel generalisation of MMRL or MMRL++ on every dataset, then the table of results.
-#   DATA=/path/to/datasets bash base_to_novel.sh MMRL|MMRLpp [KEY VALUE ...]
+# Base-to-novel generalisation of one or more methods on every dataset, then their table side by side.
+#   DATA=/path/to/datasets bash base_to_novel.sh METHOD[,METHOD...] [KEY VALUE ...]
+#   DATA=... bash base_to_novel.sh CoOp,CoCoOp,MMRL                  # methods side by side
 #   DATASETS="dtd eurosat" SEEDS=1 bash base_to_novel.sh MMRLpp      # a subset
+# METHOD is a trainer name with configs/trainers/METHOD/protocols.yaml (its published settings).
 # Environment (OUTPUT, SEEDS, ...), outputs and skipping: scripts/protocols.sh.
 set -euo pipefail
 source "$(dirname "$0")/scripts/protocols.sh"
-METHOD=${1:?usage: base_to_novel.sh MMRL|MMRLpp [KEY VALUE ...]}
+METHODS=$(methods_of "${1:?usage: base_to_novel.sh METHOD[,METHOD...] [KEY VALUE ...]}")
 shift
-SCRIPTS=$(method_dir "$METHOD")
 require_data
 DATASETS=${DATASETS:-eurosat dtd ucf101 oxford_flowers oxford_pets fgvc_aircraft caltech101 food101 stanford_cars sun397 imagenet}
-for DATASET in $DATASETS; do
-    bash "$SCRIPTS/base2new_train.sh" "$DATASET" "$@"
-    bash "$SCRIPTS/base2new_test.sh" "$DATASET" "$@"
+for METHOD in $METHODS; do
+    for DATASET in $DATASETS; do
+        base2new_train "$METHOD" "$DATASET" "$@"
+        base2new_test "$METHOD" "$DATASET" "$@"
+    done
 done
 # shellcheck disable=SC2086
-b2n_table "$METHOD" $DATASETS
+table base2new "$METHODS" $DATASETS

@@ -1,18 +1,20 @@
 #!/bin/bash
-# Few-shot learning of MMRL or MMRL++ with 1, 2, 4, 8 and 16 shots on every dataset, then the
-# table of results.
-#   DATA=/path/to/datasets bash few_shot.sh MMRL|MMRLpp [KEY VALUE ...]
+# Few-shot learning of one or more methods with 1, 2, 4, 8 and 16 shots on every dataset, then their
+# table side by side.
+#   DATA=/path/to/datasets bash few_shot.sh METHOD[,METHOD...] [KEY VALUE ...]
 #   DATASETS=dtd SHOTS="1 16" bash few_shot.sh MMRL                  # a subset
+# METHOD is a trainer name with configs/trainers/METHOD/protocols.yaml (its published settings).
 # Environment (OUTPUT, SEEDS, ...), outputs and skipping: scripts/protocols.sh.
 set -euo pipefail
 source "$(dirname "$0")/scripts/protocols.sh"
-METHOD=${1:?usage: few_shot.sh MMRL|MMRLpp [KEY VALUE ...]}
+METHODS=$(methods_of "${1:?usage: few_shot.sh METHOD[,METHOD...] [KEY VALUE ...]}")
 shift
-SCRIPTS=$(method_dir "$METHOD")
 require_data
 DATASETS=${DATASETS:-dtd eurosat ucf101 oxford_flowers oxford_pets fgvc_aircraft caltech101 food101 stanford_cars sun397 imagenet}
-for DATASET in $DATASETS; do
-    bash "$SCRIPTS/few_shot.sh" "$DATASET" "$@"
+for METHOD in $METHODS; do
+    for DATASET in $DATASETS; do
+        few_shot "$METHOD" "$DATASET" "$@"
+    done
 done
 # shellcheck disable=SC2086
-fs_table "$METHOD" $DATASETS
+table few_shot "$METHODS" $DATASETS

@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
     p.add_argument("--config-file", type=str, default="", help="trainer config file")
     p.add_argument("--dataset-config-file", type=str, default="", help="dataset config file")
-    p.add_argument("--trainer", type=str, default="", help="trainer name (MMRL, MMRLpp)")
+    p.add_argument("--trainer", type=str, default="", help="trainer name (see README: methods)")
     p.add_argument("--backbone", type=str, default="", help="backbone name, e.g. ViT-B/16")
     p.add_argument("--head", type=str, default="", help="name of head")
     p.add_argument("--eval-only", action="store_true", help="evaluation only")
@@ -144,8 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> None:
     cfg = setup_cfg(args)
-    if args.eval_only and not args.model_dir:
+    trainable = getattr(TRAINER_REGISTRY.get(cfg.TRAINER.NAME), "TRAINABLE", True)
+    if args.eval_only and not args.model_dir and trainable:
         raise UsageError("--eval-only needs --model-dir (the output folder of a training run)")
+    if not args.eval_only and not trainable and not args.no_train:
+        raise UsageError(f"{cfg.TRAINER.NAME} has nothing to train: run it with --eval-only")
     if args.model_dir and not osp.isdir(args.model_dir):
         raise UsageError(f"--model-dir {args.model_dir}: no such directory")
     if cfg.SEED >= 0:

@@ -25,8 +25,10 @@ EXTRA = ["MODEL.BACKBONE.PATH", "/w/tiny.pt", "INPUT.SIZE", "(32, 32)"]
 # Records its arguments; "train.py" writes a finished log, "parse_test_res.py" a parse.txt whose
 # accuracy is the number of seed folders (so the tables show which folders were summarised).
 STUB = r"""#!/bin/bash
+script=$(basename "$1")
+if [ "$script" = protocol.py ]; then exec "$REAL_PYTHON" "$@"; fi
 printf '%s\n' "$*" >> "$STUB_LOG"
-script=$(basename "$1"); shift
+shift
 if [ "$script" = train.py ]; then
     prev=
     for a in "$@"; do if [ "$prev" = --output-dir ]; then out=$a; fi; prev=$a; done
@@ -45,6 +47,7 @@ def stub(tmp_path):
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
     log = tmp_path / "commands.txt"
     env = dict(os.environ, PYTHON=str(path), STUB_LOG=str(log), DATA="/d", OUTPUT=str(tmp_path / "out"), SEEDS="1 2")
+    env["REAL_PYTHON"] = sys.executable
 
     def run(script, *args, **env_overrides):
         log.write_text("")
@@ -90,7 +93,7 @@ def test_cross_dataset_commands(stub):
     assert commands[0].endswith(
         "--config-file R/configs/trainers/MMRL/vit_b16_cross_datasets.yaml "
         "--output-dir O/base2new/train_base/imagenet/shots_16/MMRL/vit_b16_cross_datasets/seed1 "
-        "DATASET.NUM_SHOTS 16 TASK CD TRAINER.MMRL.REG_WEIGHT 0.2"
+        "DATASET.NUM_SHOTS 16 TASK CD TRAINER.MMRL.REG_WEIGHT 0.2 TRAINER.MMRL.REP_DIM 512"
     )
     commands, _ = stub("scripts/mmrl/cross_datasets_test.sh", "eurosat", *EXTRA, SEEDS="1")
     assert "--output-dir O/base2new/test_new/eurosat/shots_16/MMRL/vit_b16_cross_datasets/seed1" in commands[0]
@@ -123,18 +126,47 @@ def test_finished_runs_are_skipped_and_unfinished_ones_rerun(stub, tmp_path):
     assert [p.name.startswith("log.txt.incomplete-") for p in unfinished.glob("log.txt.*")] == [True]
 
 
+def rows(out: str) -> dict[str, list[str]]:
+    """Table rows by their first cell (``average`` rows of few-shot tables by method)."""
+    table = {}
+    for line in out.splitlines():
+        cells = line.split()
+        if cells and cells[0] == "average" and len(cells) > 1 and not cells[1][0].isdigit():
+            table[f"average {cells[1]}"] = cells[2:]
+        elif cells:
+            table[cells[0]] = cells[1:]
+    return table
+
+
 def test_top_level_scripts_run_every_dataset_and_print_the_table(stub):
     commands, out = stub("base_to_novel.sh", "MMRLpp", *EXTRA, DATASETS="dtd imagenet")
     trains = [c for c in commands if "train.py" in c]
     assert len(trains) == 8 and all(c.endswith(" ".join(EXTRA)) for c in trains)  # 2 datasets x 2 seeds x train/test
-    assert "dtd                  2.00     2.00     2.00" in out  # 2 seed folders summarised per cell
-    assert "average              2.00     2.00     2.00" in out
+    table = rows(out)
+    assert table["dtd"] == ["2.00"] * 3  # 2 seed folders summarised per cell
+    assert table["average"] == ["2.00"] * 3
     _, out = stub("cross_datasets.sh", "MMRL", DATASETS="dtd imagenet_a")
-    assert "imagenet(source)         2.00" in out and "cross-dataset avg        2.00" in out
-    assert "domain-gen. avg          2.00" in out
+    table = rows(out)
+    assert table["imagenet(source)"] == ["2.00"] and table["dtd"] == ["2.00"] and table["imagenet_a"] == ["2.00"]
+    assert out.splitlines()[-2:] == [f"{'cross-dataset avg':<20} {'2.00':>12}", f"{'domain-gen. avg':<20} {'2.00':>12}"]
     commands, out = stub("few_shot.sh", "MMRL", DATASETS="dtd", SHOTS="1 2")
     assert len([c for c in commands if "train.py" in c]) == 4
-    assert "1-shot   2-shot" in out and "dtd                  2.00     2.00" in out
+    assert "1-shot   2-shot" in out and rows(out)["dtd"] == ["MMRL", "2.00", "2.00"]
+
+
+def test_methods_side_by_side(stub, tmp_path):
+    commands, out = stub("base_to_novel.sh", "MMRL,MMRLpp", DATASETS="dtd", SEEDS="1")
+    trainers = [c.split("--trainer ")[1].split()[0] for c in commands if "train.py" in c]
+    assert trainers == ["MMRL", "MMRL", "MMRLpp", "MMRLpp"]  # train base + test new, method by method
+    assert "MMRL base" in out and "MMRLpp base" in out
+    # One seed folder each, except MMRLpp's new-class test, removed: its novel and HM cells are empty.
+    (tmp_path / "out/base2new/test_new/dtd/shots_16/MMRLpp/vit_b16/parse.txt").unlink()
+    result = subprocess.run(
+        [sys.executable, osp.join(REPO, "scripts/protocol.py"), "table", "base2new", "--methods", "MMRL", "MMRLpp",
+         "--datasets", "dtd", "--output", str(tmp_path / "out")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert rows(result.stdout)["dtd"] == ["1.00", "1.00", "1.00", "1.00", "-", "-"]
 
 
 @pytest.mark.parametrize("script", ["scripts/mmrl/few_shot.sh", "few_shot.sh"])
@@ -150,8 +182,11 @@ def test_missing_data_root_is_a_clear_error(stub, script):
 
 
 def test_unknown_method_is_rejected(stub):
-    result = subprocess.run(["bash", osp.join(REPO, "base_to_novel.sh"), "CoOp"], capture_output=True, text=True)
-    assert result.returncode != 0 and "must be MMRL or MMRLpp" in result.stderr
+    script = osp.join(REPO, "base_to_novel.sh")
+    result = subprocess.run(["bash", script, "NoSuchMethod"], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "error: 'NoSuchMethod' has no configs/trainers/NoSuchMethod/protocols.yaml; methods: " in result.stderr
+    assert "MMRL MMRLpp" in result.stderr
 
 
 # ---- for real: train.py and parse_test_res.py on synthetic data

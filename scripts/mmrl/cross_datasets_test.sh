@@ -7,4 +7,4 @@ source "$(dirname "$0")/../protocols.sh"
 require_data
 DATASET=${1:?usage: cross_datasets_test.sh DATASET [KEY VALUE ...]}
 shift
-cross_datasets_test MMRL "$DATASET" TRAINER.MMRL.REG_WEIGHT 0.2 TRAINER.MMRL.REP_DIM 512 "$@"
+cross_datasets_test MMRL "$DATASET" "$@"

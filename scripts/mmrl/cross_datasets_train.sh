@@ -5,4 +5,4 @@
 set -euo pipefail
 source "$(dirname "$0")/../protocols.sh"
 require_data
-cross_datasets_train MMRL TRAINER.MMRL.REG_WEIGHT 0.2 "$@"
+cross_datasets_train MMRL "$@"
