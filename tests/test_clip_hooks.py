@@ -1,0 +1,113 @@
+"""clip's hook sites: hooks that change nothing keep every value bit for bit; ``after`` sees the block's input
+and output and the block itself; the last ``after`` is the site after the last block; the text tower runs
+from token embeddings as prompt learners need. Each expectation is computed block by block in the test."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny import tiny_clip_config
+
+from clip import clip
+from clip.model import CLIP, BlockHooks
+
+
+@pytest.fixture(scope="module")
+def model() -> CLIP:
+    torch.manual_seed(0)
+    return CLIP(tiny_clip_config()).eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+TEXT = clip.tokenize(["a photo of a cat.", "a red house in the snow."])
+
+
+class Adapter(BlockHooks):
+    """Adds ``scale * tanh(ln_1(block input))`` to the output of blocks ``layers`` (an MMA-like branch)."""
+
+    def __init__(self, layers: set[int], scale: float = 0.5) -> None:
+        self.layers, self.scale, self.seen = layers, scale, []
+
+    def after(self, i, block, x_in, x_out):
+        self.seen.append(i)
+        if i not in self.layers:
+            return x_out
+        return x_out + self.scale * torch.tanh(block.ln_1(x_in))
+
+
+def manual_blocks(model_transformer, x: torch.Tensor, layers: set[int], scale: float, mask=None) -> torch.Tensor:
+    for i, block in enumerate(model_transformer.resblocks, start=1):
+        y = x + block.attn(block.ln_1(x), block.ln_1(x), block.ln_1(x), need_weights=False, attn_mask=mask)[0]
+        y = y + block.mlp(block.ln_2(y))
+        x = y + scale * torch.tanh(block.ln_1(x)) if i in layers else y
+    return x
+
+
+def test_unused_hooks_keep_every_value(model, images):
+    assert torch.equal(model.encode_image(images, inject=BlockHooks()), model.encode_image(images))
+    assert torch.equal(model.encode_text(TEXT, inject=BlockHooks()), model.encode_text(TEXT))
+
+
+def test_after_hook_sees_block_input_output_and_ln_1(model, images):
+    hooks = Adapter({5, 12})
+    got = model.visual.forward_tokens(images, inject=hooks)
+    assert hooks.seen == list(range(1, 13))
+    x = manual_blocks(model.visual.transformer, model.visual.embed(images), {5, 12}, 0.5)
+    expected = model.visual.ln_post(x.permute(1, 0, 2))
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    assert not torch.allclose(got, model.visual.forward_tokens(images), atol=1e-3)
+
+
+def test_after_the_last_block_is_before_the_final_norm(model, images):
+    shift = torch.randn(64, generator=torch.Generator().manual_seed(2))
+
+    class Last(BlockHooks):
+        def after(self, i, block, x_in, x_out):
+            return x_out + shift if i == 12 else x_out
+
+    got = model.encode_image(images, inject=Last())
+    x = model.visual.transformer(model.visual.embed(images)) + shift
+    assert torch.equal(got, model.visual.ln_post(x.permute(1, 0, 2)[:, 0, :]) @ model.visual.proj)
+
+
+def test_text_hooks_run_under_the_causal_mask(model):
+    hooks = Adapter({3})
+    got = model.encode_text(TEXT, inject=hooks)
+    x = model.embed_text(TEXT)
+    mask = torch.full((77, 77), float("-inf")).triu_(1)
+    x = manual_blocks(model.transformer, x, {3}, 0.5, mask).permute(1, 0, 2)
+    expected = model.ln_final(x)[torch.arange(2), TEXT.argmax(-1)] @ model.text_projection
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+def test_text_from_token_embeddings(model):
+    eot = TEXT.argmax(-1)
+    embeddings = model.token_embeddings(TEXT)
+    assert torch.equal(model.encode_text_embeddings(embeddings, eot), model.encode_text(TEXT))
+    # A prompt learner replaces rows 1..4 (after BOT) by its own vectors.
+    ctx = torch.randn(4, 64, generator=torch.Generator().manual_seed(3))
+    prompted = torch.cat([embeddings[:, :1], ctx.expand(2, -1, -1), embeddings[:, 5:]], dim=1)
+    got = model.encode_text_embeddings(prompted, eot)
+    x = (prompted + model.positional_embedding).permute(1, 0, 2)
+    x = model.transformer(x, causal=True).permute(1, 0, 2)
+    assert torch.equal(got, model.ln_final(x)[torch.arange(2), eot] @ model.text_projection)
+    assert not torch.allclose(got, model.encode_text(TEXT))
+
+
+def test_an_injector_function_is_the_before_site(model, images):
+    calls = []
+
+    def inject(i, x):
+        calls.append(i)
+        return x * 1.5 if i == 7 else x
+
+    class Before(BlockHooks):
+        def before(self, i, x):
+            return x * 1.5 if i == 7 else x
+
+    assert torch.equal(model.encode_image(images, inject=inject), model.encode_image(images, inject=Before()))
+    assert calls == list(range(1, 13))
