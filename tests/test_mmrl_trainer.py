@@ -15,7 +15,7 @@ import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
 from clip.model import CLIP
 from dassl.config import get_cfg_default
-from dassl.engine import TrainerBase, build_trainer
+from dassl.engine import build_trainer
 from datasets.synthetic import make_dataset
 from trainers.base import ConfigError, checkpoint_file
 from trainers.config import extend_cfg
@@ -300,15 +300,17 @@ def test_seeded_run_reproduces_the_official_implementation(tmp_path, trainer):
     settings.update({"PREC": "fp32", "REG_WEIGHT": 2.0, "BETA": 0.6, "PROJ_LORA_DIM": 8, "RES_LORA_DIM": 4})
     cfg.TRAINER[trainer].update({k: v for k, v in settings.items() if k in cfg.TRAINER[trainer]})
 
-    # The reference run fed fixed tensors, so build_model runs without a DataManager.
-    t = trainers.mmrl.MMRL.__new__(trainers.mmrl.MMRLpp if trainer == "MMRLpp" else trainers.mmrl.MMRL)
-    TrainerBase.__init__(t)
-    t.check_cfg(cfg)
-    t.cfg, t.device = cfg, torch.device("cpu")
+    # The reference run fed fixed tensors: the trainer's data hook gives only the class names.
     classnames = ["red_apple", "dog", "cat", "house", "tree"]
-    t.dm = types.SimpleNamespace(dataset=types.SimpleNamespace(classnames=classnames))
+
+    class FixedClasses(trainers.mmrl.MMRLpp if trainer == "MMRLpp" else trainers.mmrl.MMRL):
+        def build_data_loader(self) -> None:
+            self.dm = types.SimpleNamespace(dataset=types.SimpleNamespace(classnames=classnames))
+            self.lab2cname = dict(enumerate(classnames))
+
+    cfg.freeze()
     torch.manual_seed(7)
-    t.build_model()
+    t = FixedClasses(cfg)
 
     g = torch.Generator().manual_seed(0)
     images = torch.randn(3, 4, 3, 32, 32, generator=g)
