@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
+import yaml
 from tqdm import tqdm
 
 from .dataset import DATASET_DIR, SPLIT_FILE
@@ -33,7 +34,6 @@ from .world import WorldConfig, write_target_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATASET_CONFIG = os.path.join(REPO, "demo", "demo_shapes.yaml")
-METHODS = {"MMRL": "MMRL", "MMRLpp": "MMRL++"}
 ZERO_SHOT = "Zero-shot tiny CLIP"
 BATCH_LINE = re.compile(r"epoch \[(\d+)/(\d+)\] batch \[(\d+)/(\d+)\]")
 SUMMARY_LINE = re.compile(r"\* accuracy: ([\d.]+)% \+- ([\d.]+)%")
@@ -69,6 +69,24 @@ QUICK = Settings(
 )
 
 
+def protocols(method: str) -> dict:
+    """The method's configs/trainers/<method>/protocols.yaml (its published settings and paper name)."""
+    path = os.path.join(REPO, "configs", "trainers", method, "protocols.yaml")
+    if not os.path.isfile(path):
+        raise RuntimeError(f"'{method}' has no configs/trainers/{method}/protocols.yaml")
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def display_name(method: str) -> str:
+    """The paper's name of a trainer (MMRLpp -> MMRL++)."""
+    return protocols(method).get("name", method)
+
+
+def base2new_config(method: str) -> str:
+    return os.path.join(REPO, "configs", "trainers", method, f"{protocols(method)['base2new']['config']}.yaml")
+
+
 def harmonic_mean(base: float, new: float) -> float:
     return 2 * base * new / (base + new) if base + new > 0 else 0.0
 
@@ -95,7 +113,7 @@ class Demo:
             "--seed", str(seed),
             "--trainer", method,
             "--dataset-config-file", DATASET_CONFIG,
-            "--config-file", os.path.join(REPO, "configs", "trainers", method, "vit_b16.yaml"),
+            "--config-file", base2new_config(method),
         ]  # fmt: skip
 
     def backbone_opts(self, method: str) -> list[str]:
@@ -105,7 +123,7 @@ class Demo:
             "TASK", "B2N",
             "MODEL.BACKBONE.PATH", self.weights,
             "INPUT.SIZE", f"({size}, {size})",
-            f"TRAINER.{method}.PREC", "fp32",
+            "USE_CUDA", "False",  # fp32 on the CPU, as the demo is measured
             "DATALOADER.NUM_WORKERS", "0",
         ]  # fmt: skip
 
@@ -185,7 +203,7 @@ def run_methods(demo: Demo, jobs: int) -> None:
         _launch(demo.test_command(method, seed))
         seconds = time.time() - start
         with lock:
-            bar.write(f"  {METHODS[method]} seed {seed}: trained on base, evaluated on new, in {seconds:.0f} s")
+            bar.write(f"  {display_name(method)} seed {seed}: trained on base, evaluated on new, in {seconds:.0f} s")
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for future in [pool.submit(chain, m, seed) for m, seed in chains]:
@@ -246,7 +264,7 @@ def run(settings: Settings, out: str, cache_dir: str | None, jobs: int) -> dict:
     print(f"base {zero_shot['base']:.2f}%  new {zero_shot['new']:.2f}%")
     timings["zero_shot"] = time.time() - t
 
-    methods = " and ".join(METHODS[m] for m in settings.methods)
+    methods = " and ".join(display_name(m) for m in settings.methods)
     _phase(f"4/5 {methods}: base-to-novel, {settings.shots} shots, seeds {list(settings.seeds)}")
     print("Each run is train.py's command line (demo.launch only registers DemoShapes), e.g.")
     print(f"  {format_command(demo.train_command(method, seed))}\n  {format_command(demo.test_command(method, seed))}")
@@ -259,15 +277,15 @@ def run(settings: Settings, out: str, cache_dir: str | None, jobs: int) -> dict:
     for m in settings.methods:
         base, base_std = _parse_results(demo.run_dir("train_base", m), test_log=False)
         new, new_std = _parse_results(demo.run_dir("test_new", m), test_log=True)
-        rows[METHODS[m]] = {"base": base, "base_std": base_std, "new": new, "new_std": new_std}
+        rows[display_name(m)] = {"base": base, "base_std": base_std, "new": new, "new_std": new_std}
     timings["total"] = time.time() - t0
 
     print(f"\nBase-to-novel on DemoShapes ({settings.shots} shots; mean ± std over {len(settings.seeds)} seed(s))")
     print(table(rows))
     for m in settings.methods:
-        row = rows[METHODS[m]]
+        row = rows[display_name(m)]
         print(
-            f"{METHODS[m]} vs zero-shot: base {row['base'] - zero_shot['base']:+.2f} (fused logits), "
+            f"{display_name(m)} vs zero-shot: base {row['base'] - zero_shot['base']:+.2f} (fused logits), "
             f"novel {row['new'] - zero_shot['new']:+.2f} (class-token logits only: decoupled inference)"
         )
     times = ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
@@ -283,9 +301,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="the test's shortened profile (smaller world, 1 seed)")
     parser.add_argument("--out", default=os.path.join(REPO, "demo_output"), help="data, runs and results.json")
     parser.add_argument("--cache-dir", help="where the pretrained tiny CLIP is cached (default ~/.cache/mmrl_demo)")
+    parser.add_argument("--methods", nargs="+", help="trainers to run (default: MMRL MMRLpp), e.g. CoOp MMRL")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="runs in parallel, 1 thread each")
     args = parser.parse_args(argv)
     try:
-        run(QUICK if args.quick else FULL, args.out, args.cache_dir, max(1, args.jobs))
+        settings = QUICK if args.quick else FULL
+        if args.methods:
+            settings = dataclasses.replace(settings, methods=tuple(args.methods))
+        run(settings, args.out, args.cache_dir, max(1, args.jobs))
     except RuntimeError as e:
         sys.exit(f"error: {e}")

@@ -169,7 +169,7 @@ def test_resume_continues_at_saved_epoch_and_matches_uninterrupted_run(data_root
     resumed = build(make_cfg(data_root, tmp_path / "cut", **overrides), seed=123)  # weights come from the file
     resumed.train()
     out = capsys.readouterr().out
-    assert "Previous epoch: 2" in out
+    assert "Resuming after epoch 2" in out  # the crashed run's resume.pth.tar (RNG states included)
     assert sorted(resumed.batch_losses) == [2, 3]  # epochs 0 and 1 were not re-run
     assert resumed.epoch_lrs == full.epoch_lrs[2:]
     for p_full, p_resumed in zip(full.model.parameters(), resumed.model.parameters()):

@@ -242,6 +242,13 @@ class CLIPTrainer(TrainerX):
         super().train()
 
     # ---- Checkpoints.
+    def extra_state(self) -> dict[str, Any]:
+        return {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+
     def learner_state(self, learner: nn.Module, state_dict: Mapping[str, Tensor], source: str) -> dict[str, Tensor]:
         """The learner's tensors out of a checkpoint's state dict, checked key by key and shape by shape.
 

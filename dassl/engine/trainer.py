@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import os
 import os.path as osp
 import time
 from collections import OrderedDict
@@ -22,10 +23,13 @@ from tqdm import tqdm
 from yacs.config import CfgNode
 
 from dassl.data import DataManager
+from dassl.engine.resume_state import RESUME_FILE, rng_state, set_rng_state
 from dassl.evaluation import build_evaluator
 from dassl.utils import (
     AverageMeter,
     MetricMeter,
+    UserError,
+    atomic_write,
     load_checkpoint,
     mkdir_if_missing,
     resume_from_checkpoint,
@@ -283,8 +287,58 @@ class SimpleTrainer(TrainerBase):
     def train(self) -> None:  # type: ignore[override]
         super().train(self.start_epoch, self.max_epoch)
 
+    def extra_state(self) -> dict[str, Any]:
+        """Hook: trainer state beyond models, optimizers and schedulers that a resumed run needs."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Hook: restore what ``extra_state`` returned."""
+
+    def save_resume_state(self) -> None:
+        """Replace ``<output_dir>/resume.pth.tar`` with the state at the start of the next epoch."""
+        state = {
+            "epoch": self.epoch + 1,
+            "models": {
+                name: {
+                    "state_dict": self._models[name].state_dict(),
+                    "optimizer": self._optims[name].state_dict() if self._optims[name] is not None else None,
+                    "scheduler": self._scheds[name].state_dict() if self._scheds[name] is not None else None,
+                }
+                for name in self.get_model_names()
+            },
+            "best_result": float(self.best_result),
+            "extra": self.extra_state(),
+            "rng": rng_state(),  # last: nothing may draw between this and the next epoch
+        }
+        mkdir_if_missing(self.output_dir)
+        with atomic_write(osp.join(self.output_dir, RESUME_FILE), "wb") as f:
+            torch.save(state, f)
+
+    def resume_state_if_exist(self, directory: str) -> int | None:
+        """Continue from ``<directory>/resume.pth.tar`` if a crashed run left one; returns the start epoch."""
+        path = osp.join(directory, RESUME_FILE)
+        if not osp.isfile(path):
+            return None
+        state = load_checkpoint(path)
+        if sorted(state["models"]) != sorted(self.get_model_names()):
+            raise UserError(f"{path} holds models {sorted(state['models'])}, this trainer has "
+                            f"{self.get_model_names()}: delete it or use another --output-dir")
+        for name, saved in state["models"].items():
+            self._models[name].load_state_dict(saved["state_dict"])
+            if saved["optimizer"] is not None:
+                self._optims[name].load_state_dict(saved["optimizer"])
+            if saved["scheduler"] is not None:
+                self._scheds[name].load_state_dict(saved["scheduler"])
+        self.best_result = state["best_result"]
+        self.load_extra_state(state["extra"])
+        set_rng_state(state["rng"])
+        print(f'Resuming after epoch {state["epoch"]} from "{path}" (models, optimizers, random generators)')
+        return state["epoch"]
+
     def before_train(self) -> None:
-        self.start_epoch = self.resume_model_if_exist(self.cfg.RESUME or self.cfg.OUTPUT_DIR)
+        directory = self.cfg.RESUME or self.cfg.OUTPUT_DIR
+        start = self.resume_state_if_exist(directory)
+        self.start_epoch = self.resume_model_if_exist(directory) if start is None else start
         writer_dir = osp.join(self.output_dir, "tensorboard")
         mkdir_if_missing(writer_dir)
         self.init_writer(writer_dir)
@@ -301,6 +355,9 @@ class SimpleTrainer(TrainerBase):
             self.test()
         elapsed = datetime.timedelta(seconds=round(time.time() - self.time_start))
         print(f"Elapsed: {elapsed}")
+        resume_file = osp.join(self.output_dir, RESUME_FILE)
+        if osp.isfile(resume_file):  # finished: keep only the checkpoints the config asks for
+            os.remove(resume_file)
         self.close_writer()
 
     def after_epoch(self) -> None:
@@ -317,6 +374,7 @@ class SimpleTrainer(TrainerBase):
 
         if meet_checkpoint_freq or last_epoch:
             self.save_model(self.epoch, self.output_dir)
+        self.save_resume_state()
 
     @torch.no_grad()
     def test(self, split: str | None = None) -> float:
