@@ -12,8 +12,11 @@ command-line flags, per-dataset trainer settings (trainers/config.py), trailing 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import os.path as osp
 import sys
+import tempfile
 
 import torch
 from yacs.config import CfgNode
@@ -21,6 +24,7 @@ from yacs.config import CfgNode
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
 from dassl.config import get_cfg_default
+from dassl.config.checks import check_cfg_values
 from dassl.data.datasets import DATASET_REGISTRY
 from dassl.engine import TRAINER_REGISTRY, build_trainer
 from dassl.utils import UserError, collect_env_info, set_random_seed, setup_logger
@@ -103,6 +107,7 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
     except (KeyError, ValueError, AssertionError) as e:
         raise UsageError(f"bad config option: {e}") from e
     check_names(cfg)
+    check_cfg_values(cfg)
     cfg.freeze()
     return cfg
 
@@ -117,6 +122,32 @@ def check_names(cfg: CfgNode) -> None:
         raise UsageError(
             f"unknown dataset '{cfg.DATASET.NAME}' (DATASET.NAME, set by --dataset-config-file); available: {known}"
         )
+
+
+def check_writable(directory: str) -> None:
+    """The output folder must take files (log, checkpoints, results) before hours of training start."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise UsageError(
+            f"cannot write to --output-dir {directory}: {e.strerror or e}; choose a folder you can write to"
+        ) from e
+
+
+def error_line(e: BaseException) -> str:
+    """One line for a failure the user can fix; the errors a data loader worker re-raises carry the
+    worker's traceback in their message, of which only the last line is the user's business."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = e.filename or "output files"
+        return f"no space left on the device while writing {where}: free space or use another --output-dir"
+    if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+        return f"permission denied: {e.filename}: make it writable or choose another folder"
+    message = str(e)
+    if "Original Traceback" in message:
+        message = message.strip().splitlines()[-1].split(": ", 1)[-1]
+    return message
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,6 +182,7 @@ def main(args: argparse.Namespace) -> None:
         raise UsageError(f"{cfg.TRAINER.NAME} has nothing to train: run it with --eval-only")
     if args.model_dir and not osp.isdir(args.model_dir):
         raise UsageError(f"--model-dir {args.model_dir}: no such directory")
+    check_writable(cfg.OUTPUT_DIR)
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
@@ -174,4 +206,8 @@ if __name__ == "__main__":
     try:
         main(build_parser().parse_args())
     except UserError as e:
-        sys.exit(f"error: {e}")
+        sys.exit(f"error: {error_line(e)}")
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM):
+            raise
+        sys.exit(f"error: {error_line(e)}")

@@ -16,6 +16,7 @@ from dassl.config import get_cfg_default
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import (
     AverageMeter,
+    CheckpointError,
     MetricMeter,
     check_availability,
     count_num_param,
@@ -121,7 +122,7 @@ class Payload:
 def test_other_pickled_objects_stay_rejected(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"state_dict": {}, "x": Payload()}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointError, match="pickles Python objects that are not weights"):
         load_checkpoint(str(path))
 
 

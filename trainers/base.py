@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import os.path as osp
 import re
+import zipfile
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from typing import Any, ClassVar
@@ -34,6 +35,7 @@ from dassl.engine import TrainerX
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import UserError, load_checkpoint, load_pretrained_weights
+from dassl.utils.torchtools import first_sentence
 
 TASKS = ("B2N", "FS", "CD")  # base-to-novel, few-shot, cross-dataset (and domain generalisation)
 SUBSAMPLES = ("all", "base", "new")
@@ -91,9 +93,15 @@ def load_clip(cfg: CfgNode) -> dict[str, Tensor]:
     try:
         state_dict = clip.load_clip_state_dict(name, path)
         config_from_state_dict(state_dict)
-    except (OSError, RuntimeError, ValueError, KeyError, NotImplementedError) as e:
+    except (OSError, RuntimeError, ValueError, KeyError, NotImplementedError, EOFError, zipfile.BadZipFile) as e:
+        source = f"MODEL.BACKBONE.PATH {path}" if path else name
+        if path and osp.isfile(path) and not isinstance(e, (KeyError, NotImplementedError)):
+            raise ConfigError(
+                f"cannot get the CLIP weights ({source}): {first_sentence(e)}: the file is truncated or not a CLIP "
+                "checkpoint; pass OpenAI's file (e.g. ViT-B-16.pt) or a CLIP state dict saved with torch.save"
+            ) from e
         raise ConfigError(
-            f"cannot get the CLIP weights ({'MODEL.BACKBONE.PATH ' + path if path else name}): {e}. "
+            f"cannot get the CLIP weights ({source}): {e}. "
             "Without network access, pass a local OpenAI checkpoint with MODEL.BACKBONE.PATH /path/to/file.pt"
         ) from e
     return state_dict

@@ -3,6 +3,7 @@ from .logger import Logger, setup_logger
 from .meters import AverageMeter, MetricMeter
 from .registry import Registry
 from .tools import (
+    ImageReadError,
     UserError,
     atomic_write,
     check_availability,
@@ -20,6 +21,7 @@ from .tools import (
     write_pickle,
 )
 from .torchtools import (
+    CheckpointError,
     PickledObject,
     count_num_param,
     load_checkpoint,
@@ -29,7 +31,9 @@ from .torchtools import (
 )
 
 __all__ = [
+    "CheckpointError",
     "UserError",
+    "ImageReadError",
     "Logger",
     "setup_logger",
     "AverageMeter",

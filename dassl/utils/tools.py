@@ -19,6 +19,7 @@ from PIL import Image
 
 __all__ = [
     "UserError",
+    "ImageReadError",
     "mkdir_if_missing",
     "check_isfile",
     "read_json",
@@ -38,6 +39,10 @@ __all__ = [
 
 class UserError(Exception):
     """A problem the user can fix (bad config value, missing file); train.py prints it as one line."""
+
+
+class ImageReadError(UserError, OSError):
+    """An image that is missing or cannot be decoded; names the file (also when raised in a loader worker)."""
 
 
 def mkdir_if_missing(dirname: str) -> None:
@@ -108,12 +113,12 @@ def set_random_seed(seed: int) -> None:
 def read_image(path: str) -> Image.Image:
     """Open an image as RGB; a missing or unreadable file raises an error naming it."""
     if not osp.exists(path):
-        raise FileNotFoundError(f"Image not found: {path}")
+        raise ImageReadError(f"Image not found: {path}. Re-download it, or check DATASET.ROOT.")
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
     except Exception as e:  # PIL raises several types for corrupt files
-        raise OSError(f"Cannot read image {path}: {e}. Re-download or remove this file.") from e
+        raise ImageReadError(f"Cannot read image {path}: {e}. Re-download or remove this file.") from e
 
 
 def collect_env_info() -> str:

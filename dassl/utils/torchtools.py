@@ -5,6 +5,7 @@ import os.path as osp
 import pickle
 import shutil
 import warnings
+import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -12,9 +13,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .tools import atomic_write, mkdir_if_missing
+from .tools import UserError, atomic_write, mkdir_if_missing
 
 __all__ = [
+    "CheckpointError",
     "save_checkpoint",
     "load_checkpoint",
     "resume_from_checkpoint",
@@ -84,11 +86,22 @@ _UPSTREAM_GLOBALS: list[tuple[Any, str]] = [
 ] + [(_plain_dict, "collections.defaultdict"), (dict, "builtins.dict")]
 
 
+def first_sentence(e: BaseException) -> str:
+    """The gist of a library's error message (torch's run to a paragraph)."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text.split(". ")[0]
+
+
+class CheckpointError(UserError):
+    """A checkpoint file that cannot be read (truncated by a full disk, corrupt, not a checkpoint)."""
+
+
 def load_checkpoint(fpath: str) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``; upstream files of warmup runs are read via an allow-list.
 
     Their pickled scheduler/optimizer objects come back as :class:`PickledObject` holding
-    only their attributes; nothing else outside torch's weights-only set is accepted.
+    only their attributes; nothing else outside torch's weights-only set is accepted. A file that
+    cannot be read raises ``CheckpointError`` naming it.
     """
     if fpath is None:
         raise ValueError("File path is None")
@@ -96,19 +109,27 @@ def load_checkpoint(fpath: str) -> dict[str, Any]:
         raise FileNotFoundError(f'File is not found at "{fpath}"')
     map_location = None if torch.cuda.is_available() else "cpu"
     try:
-        return torch.load(fpath, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        if not hasattr(torch.serialization, "safe_globals"):
-            raise RuntimeError(
-                f"{fpath} pickles Python objects (an upstream Dassl scheduler); reading it weights-only "
-                "needs torch>=2.5 (torch.serialization.safe_globals)"
-            ) from None
-    try:
+        try:
+            return torch.load(fpath, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError:
+            if not hasattr(torch.serialization, "safe_globals"):
+                raise RuntimeError(
+                    f"{fpath} pickles Python objects (an upstream Dassl scheduler); reading it weights-only "
+                    "needs torch>=2.5 (torch.serialization.safe_globals)"
+                ) from None
         with torch.serialization.safe_globals(_UPSTREAM_GLOBALS):
             return torch.load(fpath, map_location=map_location, weights_only=True)
-    except Exception:
-        print(f'Unable to load checkpoint from "{fpath}"')
-        raise
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"refusing to read {fpath}: it pickles Python objects that are not weights ({first_sentence(e)}), "
+            "which this loader never runs; it is not a checkpoint of this code, upstream Dassl or the official repos"
+        ) from e
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as e:
+        raise CheckpointError(
+            f"cannot read the checkpoint {fpath} ({first_sentence(e)}): "
+            "it is truncated or corrupt. Delete it (a rerun continues from the checkpoint before) "
+            "or point --model-dir / --resume elsewhere"
+        ) from e
 
 
 def resume_from_checkpoint(
