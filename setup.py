@@ -9,7 +9,7 @@ setup(
     description="MMRL / MMRL++: multi-modal representation learning for CLIP, on a compact Dassl engine",
     license="MIT",
     python_requires=">=3.10",
-    packages=find_packages(include=["clip*", "dassl*", "trainers*", "datasets*"]),
+    packages=find_packages(include=["clip*", "dassl*", "trainers*", "datasets*", "tools*"]),
     package_data={"clip": ["bpe_simple_vocab_16e6.txt.gz"]},
     include_package_data=True,
     install_requires=requirements,

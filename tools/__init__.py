@@ -1,0 +1,1 @@
+"""Command-line tools over whole output trees: the report (tables, plots) and grids of runs."""
