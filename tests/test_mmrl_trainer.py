@@ -170,27 +170,30 @@ def test_official_checkpoint_layout_loads(tiny_path, data_root, tmp_path, traine
 
 
 @pytest.mark.parametrize("trainer", ["MMRL", "MMRLpp"])
-def test_cut_prompts_change_only_rounding(tiny_path, data_root, trainer):
-    """Positions after the longest EOT cannot reach any EOT feature through the causal mask."""
-    full = build(tiny_path, data_root, trainer, seed=3)
-    cut = build(tiny_path, data_root, trainer, opts=[f"TRAINER.{trainer}.CUT_PROMPTS", True], seed=3)
-    longest_eot = int(full.model.tokenized_prompts.argmax(dim=-1).max())
-    assert full.model.tokenized_prompts.shape[1] == 77
-    assert cut.model.tokenized_prompts.shape[1] == longest_eot + 1 < 77
-    torch.testing.assert_close(cut.text_features_zs, full.text_features_zs, rtol=0, atol=1e-5)
-    images = next(iter(full.test_loader))["img"]
-    full.set_model_mode("eval")
-    cut.set_model_mode("eval")
+@pytest.mark.parametrize("chunk", [0, 1])
+def test_fast_mode_changes_only_rounding(tiny_path, data_root, trainer, chunk):
+    """The default fast path (prompts cut after the longest EOT, a shared text prefix computed once, the
+    last image block at the read positions only, optionally the text in checkpointed chunks) equals the
+    official op order (EXACT True) up to float rounding: logits, loss and the updated tensors."""
+    exact = build(tiny_path, data_root, trainer, opts=["EXACT", True], seed=3)
+    fast = build(tiny_path, data_root, trainer, opts=[f"TRAINER.{trainer}.TEXT_CHUNK", chunk], seed=3)
+    longest_eot = int(exact.model.tokenized_prompts.argmax(dim=-1).max())
+    assert exact.model.tokenized_prompts.shape[1] == 77
+    assert fast.model.tokenized_prompts.shape[1] == longest_eot + 1 < 77
+    torch.testing.assert_close(fast.text_features_zs, exact.text_features_zs, rtol=0, atol=1e-5)
+    images = next(iter(exact.test_loader))["img"]
+    exact.set_model_mode("eval")
+    fast.set_model_mode("eval")
     with torch.no_grad():
-        torch.testing.assert_close(cut.model_inference(images), full.model_inference(images), rtol=0, atol=1e-4)
-    batch = next(iter(full.train_loader_x))
-    full.set_model_mode("train")
-    cut.set_model_mode("train")
-    full.num_batches = cut.num_batches = 100
-    full.batch_idx = cut.batch_idx = 0
-    loss_full, loss_cut = full.forward_backward(batch)["loss"], cut.forward_backward(batch)["loss"]
-    assert abs(loss_full - loss_cut) < 1e-5
-    for a, b in zip(full.model.learner.parameters(), cut.model.learner.parameters(), strict=True):
+        torch.testing.assert_close(fast.model_inference(images), exact.model_inference(images), rtol=0, atol=1e-4)
+    batch = next(iter(exact.train_loader_x))
+    exact.set_model_mode("train")
+    fast.set_model_mode("train")
+    exact.num_batches = fast.num_batches = 100
+    exact.batch_idx = fast.batch_idx = 0
+    loss_exact, loss_fast = exact.forward_backward(batch)["loss"], fast.forward_backward(batch)["loss"]
+    assert abs(loss_exact - loss_fast) < 1e-5
+    for a, b in zip(exact.model.learner.parameters(), fast.model.learner.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 

@@ -31,6 +31,9 @@ def extend_cfg(cfg: CfgNode) -> None:
     """Add TASK, DATASET.SUBSAMPLE_CLASSES and every method's config node (official defaults)."""
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
     cfg.TASK = "B2N"  # B2N, FS or CD; selects the per-dataset settings and, for MMRL, the scored logits
+    # False (default): methods skip work whose result is never read (README "Speed"), which moves
+    # logits by float rounding only. True: the official code's exact op order, bit for bit.
+    cfg.EXACT = False
     for cls in clip_trainers().values():
         cls.add_config(cfg)
 

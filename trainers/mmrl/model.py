@@ -29,9 +29,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 from yacs.config import CfgNode
 
 from clip import clip
+from clip.fast import SharedPrefixText, block_for_queries, common_prefix_length
 from clip.model import CLIP
 
 from ..base import ConfigError, autocast_enabled
@@ -153,6 +155,14 @@ class MMRLModel(nn.Module):
     the text blocks before the first REP_LAYER are run once on the class prompts, and the image
     blocks before it are run once per batch for both the MMRL pass and the zero-shot pass.
     In inference (no grad) the text features are kept until a learnable tensor changes.
+
+    ``fast`` (the default; ``EXACT True`` turns it off) also skips work whose result is never read,
+    which changes the float rounding only: the prompts are cut after the longest EOT; BOT, the K
+    tokens after it and a template's common first words are the same in every prompt, so under the
+    causal mask they are computed once for all classes (``clip.fast.SharedPrefixText``); the last
+    image block runs its queries for the class token and the K slots only. ``text_chunk`` > 0 runs
+    the text side that many classes at a time, recomputing each chunk in backward (activation
+    checkpointing): peak memory is bounded by a chunk at any class count, and the numbers do not change.
     """
 
     def __init__(
@@ -163,6 +173,8 @@ class MMRLModel(nn.Module):
         tokenized_prompts: Tensor,
         alpha: float,
         injector: Callable[[Sequence[Tensor], Sequence[int]], TokenInjector] = TokenInjector,
+        fast: bool = True,
+        text_chunk: int = 0,
     ):
         super().__init__()
         self.clip = clip_model
@@ -170,6 +182,14 @@ class MMRLModel(nn.Module):
         self.rep_layers = tuple(rep_layers)
         self.alpha = alpha
         self.injector = injector
+        self.fast = fast
+        self.text_chunk = text_chunk
+        self.eot = tokenized_prompts.argmax(dim=-1).tolist()  # fixed with the prompts: plain ints
+        self.shared_prefix = 0
+        if fast:
+            tokenized_prompts = tokenized_prompts[:, : max(self.eot) + 1]
+            # Positions that hold the same token in every prompt, before any EOT: computed once.
+            self.shared_prefix = min(common_prefix_length(tokenized_prompts), min(self.eot))
         self.register_buffer("tokenized_prompts", tokenized_prompts, persistent=False)
         self._text_trunk: tuple[tuple, Tensor] | None = None
         self._inference_cache: tuple[tuple, list[Tensor], Tensor] | None = None
@@ -189,18 +209,30 @@ class MMRLModel(nn.Module):
         visual = self.clip.visual
         first = self.rep_layers[0]
         x = visual.transformer(visual.embed(image.to(self.dtype)), stop=first - 1)  # shared frozen trunk
+        k = len(visual_tokens[0])
         f_0 = None
         if zero_shot:
             with torch.no_grad():
-                z = visual.transformer(x, start=first).permute(1, 0, 2)
+                z = self._image_blocks(x, first, None, 1).permute(1, 0, 2)
                 f_0 = visual.ln_post(z[:, 0, :]) @ visual.proj
-        x = visual.transformer(x, inject=self.injector(visual_tokens, self.rep_layers), start=first)
+        x = self._image_blocks(x, first, self.injector(visual_tokens, self.rep_layers), 1 + k)
         x = x.permute(1, 0, 2)
         f_c = visual.ln_post(x[:, 0, :]) @ visual.proj
         # As the official code: ln_post on each token, then the mean over the K slots.
         slots = visual.ln_post(x[:, 1 : 1 + len(visual_tokens[0]), :]).mean(dim=1)
         f_r = self.learner.image_encoder(slots, visual.proj)
         return f_c, f_r, f_0
+
+    def _image_blocks(self, x: Tensor, first: int, inject: TokenInjector | None, n_read: int) -> Tensor:
+        """Image blocks ``first..L``; fast: the last one only at the ``n_read`` positions read afterwards."""
+        transformer = self.clip.visual.transformer
+        if not self.fast:
+            return transformer(x, inject=inject, start=first)
+        last = transformer.layers
+        x = transformer(x, inject=inject, start=first, stop=last - 1)
+        if inject is not None:
+            x = inject(last, x)
+        return block_for_queries(transformer.resblocks[last - 1], x, n_read)
 
     def text_trunk(self) -> Tensor:
         """Output of the text blocks before the first REP_LAYER on the class prompts (constant)."""
@@ -215,11 +247,40 @@ class MMRLModel(nn.Module):
 
     def encode_text(self, text_tokens: Sequence[Tensor]) -> Tensor:
         """Class text features w (unnormalised), read at EOT, which the K tokens moved by K."""
+        trunk = self.text_trunk()
+        if self.text_chunk <= 0 or self.text_chunk >= trunk.shape[1] or not torch.is_grad_enabled():
+            return self._encode_text_rows(trunk, 0, *text_tokens)
+        chunks = []
+        for start in range(0, trunk.shape[1], self.text_chunk):
+            chunk = trunk[:, start : start + self.text_chunk]
+            chunks.append(checkpoint(self._encode_text_rows, chunk, start, *text_tokens, use_reentrant=False))
+        return torch.cat(chunks)
+
+    def _encode_text_rows(self, trunk: Tensor, start: int, *text_tokens: Tensor) -> Tensor:
+        """Text features of the prompts ``start..`` whose trunk outputs are (L, N, D) ``trunk``."""
         injector = self.injector(text_tokens, self.rep_layers)
-        x = self.clip.transformer(self.text_trunk(), causal=True, inject=injector, start=self.rep_layers[0])
+        first = self.rep_layers[0]
+        eot = self.eot[start : start + trunk.shape[1]]
+        if self.fast:
+            # BOT and the template's first words are computed once for all rows; rows are grouped by EOT
+            # position, so a group's suffix ends at its EOT (no padding), the one position read.
+            shared, blocks = self.shared_prefix, list(self.clip.transformer.resblocks[first - 1 :])
+            groups: dict[int, list[int]] = {}
+            for row, position in enumerate(eot):
+                groups.setdefault(position, []).append(row)
+            parts, order = [], []
+            for position, rows in sorted(groups.items()):
+                index = torch.tensor(rows, device=trunk.device)
+                text = SharedPrefixText(trunk[:shared, :1], trunk[shared : position + 1, index])
+                text.run(blocks, first, injector, last_only=True)
+                parts.append(self.clip.ln_final(text.suffix[0]).to(self.dtype) @ self.clip.text_projection)
+                order += rows
+            features = torch.cat(parts)
+            return features[torch.tensor(order, device=trunk.device).argsort()]
+        x = self.clip.transformer(trunk, causal=True, inject=injector, start=first)
         x = self.clip.ln_final(x.permute(1, 0, 2)).to(self.dtype)
-        eot = self.tokenized_prompts.argmax(dim=-1) + len(text_tokens[0])
-        return x[torch.arange(x.shape[0], device=x.device), eot] @ self.clip.text_projection
+        read = torch.tensor(eot, device=x.device) + len(text_tokens[0])
+        return x[torch.arange(x.shape[0], device=x.device), read] @ self.clip.text_projection
 
     def _tokens_and_text(self) -> tuple[list[Tensor], Tensor]:
         if torch.is_grad_enabled():
@@ -325,9 +386,9 @@ def build_mmrl(
     representation_learner.to(clip_model.dtype)
     learner = MultiModalRepresentationLearner(representation_learner, p.projection(projection_init, out_dim))
     tokenized_prompts = clip.tokenize(class_prompts(cfg.DATASET.NAME, classnames))
-    if s.CUT_PROMPTS:
-        tokenized_prompts = tokenized_prompts[:, : int(tokenized_prompts.argmax(dim=-1).max()) + 1]
-    return MMRLModel(clip_model, learner, rep_layers, tokenized_prompts, s.ALPHA, p.injector())
+    return MMRLModel(
+        clip_model, learner, rep_layers, tokenized_prompts, s.ALPHA, p.injector(), not cfg.EXACT, s.TEXT_CHUNK
+    )
 
 
 def draw_proj_rep(width: int, out_dim: int) -> Tensor:

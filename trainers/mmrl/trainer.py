@@ -35,10 +35,9 @@ def mmrl_node() -> CfgNode:
     node.REP_DIM = 512  # d_r, width of the representation space R
     node.N_REP_TOKENS = 5  # K, number of representation tokens
     node.PREC = "fp16"  # fp16, fp32 or amp
-    # Ours, not the official code's: drop prompt positions after the longest EOT. Causal attention makes
-    # them irrelevant, so results change only by float rounding (~1e-5 in the logits), for a 1.3-1.8x
-    # faster step on CPU (benchmarks/README.md). Off: bit-for-bit agreement with the official code.
-    node.CUT_PROMPTS = False
+    # Ours, not the official code's: run the text side this many classes at a time, recomputed in
+    # backward, to bound memory at large class counts (ImageNet); 0: all classes at once.
+    node.TEXT_CHUNK = 0
     return node
 
 
