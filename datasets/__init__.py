@@ -1,9 +1,10 @@
-"""The 15 CoOp/MMRL datasets; importing this package registers them all in DATASET_REGISTRY."""
+"""The 15 CoOp/MMRL datasets and ImageFolder (your own data); importing this package registers them all."""
 from . import (  # noqa: F401
     caltech101,
     dtd,
     eurosat,
     fgvc_aircraft,
+    folder,
     food101,
     imagenet,
     imagenet_a,

@@ -11,7 +11,8 @@ learn something). Each class gets ``n_train`` + ``n_val`` + ``n_test`` images, a
 json in that order; test-only ImageNet variants get ``n_test`` per class, ImageNet ``n_train`` in
 images/train and ``n_test`` in images/val. Annotation files (trainval lists, variants.txt,
 classnames.txt, ...) are always written, the split json only with ``with_split`` (without it, loaders
-that can build the split do so; OxfordFlowers and StanfordCars then report the missing file).
+build the split). The MATLAB label files of StanfordCars (devkit) and OxfordFlowers (imagelabels.mat)
+are written when scipy (the ``data`` extra) is installed.
 Class names are real ones of each dataset (generic ones once a short list of those runs out). Only Pillow and
 the standard library are used, and the global ``random`` state is left untouched.
 """
@@ -29,7 +30,7 @@ from PIL import Image
 
 from .eurosat import NEW_CNAMES
 
-__all__ = ["DATASETS", "CONFIG_NAMES", "make_dataset", "make_all"]
+__all__ = ["DATASETS", "CONFIG_NAMES", "make_dataset", "make_all", "write_cars_mats", "write_flowers_labels"]
 
 # (split, path as the split json stores it, label, classname)
 Record = tuple[str, str, int, str]
@@ -145,14 +146,63 @@ def _oxford_pets(w: _Writer) -> list[Record]:
 
 def _stanford_cars(w: _Writer) -> list[Record]:
     records, counters = [], {"cars_train": 0, "cars_test": 0}
-    for label, cname in enumerate(w.names(POOLS["StanfordCars"], "2000 Generic Car {:03d}")):
+    names = w.names(POOLS["StanfordCars"], "2000 Generic Car {:03d}")
+    annos: dict[str, list[tuple[str, int]]] = {"cars_train": [], "cars_test": []}
+    for label, cname in enumerate(names):
         for split in w.splits():
             folder = "cars_test" if split == "test" else "cars_train"
             counters[folder] += 1
             rel = f"{folder}/{counters[folder]:05d}.jpg"
             w.image(rel, label)
             records.append((split, rel, label, cname))
+            annos[folder].append((os.path.basename(rel), label + 1))
+    # The devkit stores "Tesla Model S Sedan 2012"; CoOp moves the year to the front.
+    devkit_names = [" ".join(c.split(" ")[1:] + c.split(" ")[:1]) for c in names]
+    write_cars_mats(w.dataset_dir, annos["cars_train"], annos["cars_test"], devkit_names)
     return records
+
+
+def write_cars_mats(
+    dataset_dir: str, train: list[tuple[str, int]], test: list[tuple[str, int]], class_names: list[str]
+) -> bool:
+    """Stanford Cars' devkit files (``devkit/cars_train_annos.mat``, ``devkit/cars_meta.mat``) and
+    ``cars_test_annos_withlabels.mat`` in the devkit's layout: a 1xN struct array with bbox fields,
+    ``class`` (1-based) and ``fname``. Needs scipy (the ``data`` extra); returns False without it."""
+    try:
+        from scipy.io import savemat
+    except ImportError:
+        return False
+    import numpy as np
+
+    fields = ["bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "fname"]
+
+    def struct(rows: list[tuple[str, int]]) -> np.ndarray:
+        arr = np.zeros((1, len(rows)), dtype=[(f, "O") for f in fields])
+        for i, (fname, cls) in enumerate(rows):
+            arr[0, i] = (np.array([[1]]), np.array([[1]]), np.array([[8]]), np.array([[8]]), np.array([[cls]]), fname)
+        return arr
+
+    names = np.empty((1, len(class_names)), dtype=object)
+    for i, name in enumerate(class_names):
+        names[0, i] = name
+    os.makedirs(os.path.join(dataset_dir, "devkit"), exist_ok=True)
+    savemat(os.path.join(dataset_dir, "devkit", "cars_train_annos.mat"), {"annotations": struct(train)})
+    savemat(os.path.join(dataset_dir, "cars_test_annos_withlabels.mat"), {"annotations": struct(test)})
+    savemat(os.path.join(dataset_dir, "devkit", "cars_meta.mat"), {"class_names": names})
+    return True
+
+
+def write_flowers_labels(dataset_dir: str, labels: list[int]) -> bool:
+    """Oxford Flowers' ``imagelabels.mat``: a 1xN double array, label (1-based) of image_{i+1:05d}.jpg.
+    Needs scipy (the ``data`` extra); returns False without it."""
+    try:
+        from scipy.io import savemat
+    except ImportError:
+        return False
+    import numpy as np
+
+    savemat(os.path.join(dataset_dir, "imagelabels.mat"), {"labels": np.array([labels], dtype=np.float64)})
+    return True
 
 
 def _oxford_flowers(w: _Writer) -> list[Record]:
@@ -165,6 +215,7 @@ def _oxford_flowers(w: _Writer) -> list[Record]:
             records.append((split, f"image_{k:05d}.jpg", label, cname))
     with open(os.path.join(w.dataset_dir, "cat_to_name.json"), "w") as f:
         json.dump({str(i + 1): c for i, c in enumerate(names)}, f)
+    write_flowers_labels(w.dataset_dir, [label + 1 for label, _ in enumerate(names) for _split in w.splits()])
     return records
 
 

@@ -29,6 +29,7 @@ from dassl.utils.tools import (
 
 __all__ = [
     "DOC",
+    "REBUILT_SUFFIX",
     "DatasetError",
     "EvalOnlyDataset",
     "SplitDataset",
@@ -36,6 +37,7 @@ __all__ = [
     "check_images_exist",
     "fewshot_split",
     "find_dataset_dir",
+    "load_mat",
     "load_or_create",
     "read_and_split_data",
     "read_class_folders",
@@ -51,6 +53,7 @@ __all__ = [
 ]
 
 DOC = "README.md#data"
+REBUILT_SUFFIX = ".rebuilt"  # marker beside a split file that was built here, not downloaded
 T = TypeVar("T")
 Splits = tuple[list[Datum], list[Datum] | None, list[Datum]]
 
@@ -71,6 +74,21 @@ def find_dataset_dir(cfg: Any, folder: str, dataset: str) -> str:
     root = os.path.abspath(os.path.expanduser(cfg.DATASET.ROOT))
     require(root, "dataset root (DATASET.ROOT, --root)", dataset)
     return require(os.path.join(root, folder), "dataset folder", dataset)
+
+
+def load_mat(path: str, dataset: str) -> dict[str, Any]:
+    """Read a MATLAB label file (squeezed) with scipy, the optional ``data`` extra imported only here."""
+    try:
+        from scipy.io import loadmat
+    except ImportError:
+        raise DatasetError(
+            f'{dataset}: reading {os.path.basename(path)} (to rebuild the missing split file) needs scipy: '
+            f'pip install -e ".[data]" (or download the published split file, see {DOC}).'
+        ) from None
+    try:
+        return loadmat(path, squeeze_me=True)
+    except Exception as e:  # scipy raises ValueError / MatReadError / OSError for corrupt files
+        raise DatasetError(f"{dataset}: cannot read {path} as a MATLAB file ({e}). See {DOC}.") from None
 
 
 def read_lines(path: str) -> list[str]:
@@ -290,6 +308,7 @@ class SplitDataset(DatasetBase):
         self.image_dir = require(image_dir, "image folder", self.name)
         self.split_path = os.path.join(self.dataset_dir, self.split_file) if self.split_file else ""
         self.split_fewshot_dir = os.path.join(self.dataset_dir, "split_fewshot")
+        self.seed = cfg.SEED
 
         train, val, test = self.load_splits()
         train, val = fewshot_split(self, train, val, cfg.DATASET.NUM_SHOTS, cfg.SEED, self.split_fewshot_dir)
@@ -310,16 +329,50 @@ class SplitDataset(DatasetBase):
             hint = f"It is needed to build {self.split_file}, which is missing too; downloading that file is simpler."
         return require(path, what, self.name, hint)
 
+    # Set on every instance: ``split_rebuilt`` is True when the split file in use was built here (now or
+    # by an earlier run, see REBUILT_SUFFIX) instead of being the published one; ``split_source`` then
+    # says from what. The run's metrics.json reports both (dassl/evaluation/metrics_file.py).
+    split_rebuilt: bool = False
+    split_source: str | None = None
+    rebuild_inputs = "the raw annotations"
+
     def load_splits(self) -> Splits:
-        """The split json if present, else ``build_split`` written to it (seed-dependent, as upstream)."""
+        """The split json if present, else ``build_split`` written to it (seed-dependent, as upstream).
+
+        Upstream silently writes a rebuilt split under the official name; here a marker file beside it
+        (``<split file>.rebuilt``) keeps saying so in every later run, and a warning line is printed.
+        """
         if not self.split_path:
             return self.build_split()
-        return load_or_create(
-            self.split_path,
-            self.build_split,
-            lambda p: read_split(p, self.image_dir),
-            lambda s, p: write_split(*s, p, self.image_dir),
-        )
+        built = []
+
+        def create() -> Splits:
+            splits = self.build_split()
+            built.append(True)
+            return splits
+
+        def write(splits: Splits, path: str) -> None:
+            write_split(*splits, path, self.image_dir)
+            write_json({"rebuilt_from": self.rebuild_inputs}, path + REBUILT_SUFFIX)
+
+        splits = load_or_create(self.split_path, create, lambda p: read_split(p, self.image_dir), write)
+        marker = self.split_path + REBUILT_SUFFIX
+        if built or os.path.exists(marker):
+            self.split_rebuilt = True
+            self.split_source = (
+                f"{self.split_file} rebuilt here from {self.rebuild_inputs} by CoOp's rule "
+                f"(seed {self.seed}{'' if built else ', an earlier run'}), not the published file"
+            )
+            print(
+                f"WARNING: {self.name}: using a REBUILT split ({self.split_source}); numbers are not comparable "
+                f"with published ones. Download the published {self.split_file} (python -m datasets.prepare "
+                f"--root DATA {self.dataset_name_for_prepare}) and delete split_fewshot/ to use it."
+            )
+        return splits
+
+    @property
+    def dataset_name_for_prepare(self) -> str:
+        return os.path.basename(self.dataset_dir)
 
     def build_split(self) -> Splits:
         """Make the split from the raw download; by default the published split file is required."""

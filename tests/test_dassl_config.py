@@ -172,5 +172,8 @@ def test_every_upstream_key_exists_with_the_same_value():
             upstream[m.group(1)] = ast.literal_eval(m.group(2))
     assert len(upstream) == 135  # all of the snapshot; a change upstream should be reviewed here
     ours = flatten(get_cfg_default())
-    assert set(ours) - set(upstream) == {"MODEL.BACKBONE.PATH"}
+    assert set(ours) - set(upstream) == {
+        "MODEL.BACKBONE.PATH", "DATASET.FOLDER.PATH", "DATASET.FOLDER.SPLIT_FILE", "DATASET.FOLDER.CLASSNAMES",
+        "DATASET.FOLDER.TEMPLATE",
+    }
     assert {k: v for k, v in upstream.items() if ours.get(k, object()) != v} == {}

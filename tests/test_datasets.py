@@ -266,10 +266,13 @@ def test_missing_dataset_folder(tmp_path):
         build(tmp_path, "DescribableTextures")
 
 
-@pytest.mark.parametrize("name", ["OxfordFlowers", "StanfordCars"])
-def test_missing_split_that_cannot_be_built(tmp_path, name):
-    make_dataset(name, tmp_path, size=8, with_split=False)
-    with pytest.raises(DatasetError, match=rf"split file not found: .*split_zhou_{name}\.json.*README\.md#data"):
+@pytest.mark.parametrize(("name", "mat"), [("OxfordFlowers", "imagelabels.mat"), ("StanfordCars", "cars_meta.mat")])
+def test_missing_split_and_label_files(tmp_path, name, mat):
+    ddir = make_dataset(name, tmp_path, size=8, with_split=False)
+    for folder, _, files in os.walk(ddir):
+        if mat in files:
+            os.remove(os.path.join(folder, mat))
+    with pytest.raises(DatasetError, match=rf"{mat}.*split_zhou_{name}\.json.*README\.md#data"):
         build(tmp_path, name)
 
 
@@ -317,6 +320,7 @@ def test_unknown_dataset_name_lists_registered():
 def test_dataset_configs_name_registered_datasets():
     cfg_dir = os.path.join(REPO, "configs", "datasets")
     names = {f[:-5]: yaml.safe_load(open(os.path.join(cfg_dir, f)))["DATASET"]["NAME"] for f in os.listdir(cfg_dir)}
+    names.pop("folder")  # the generic dataset for your own data (tests/test_datasets_splits.py)
     assert names == CONFIG_NAMES
     assert set(names.values()) == set(DATASETS) <= set(DATASET_REGISTRY.registered_names())
 

@@ -50,6 +50,7 @@ _C.DATASET.STL10_FOLD = -1
 _C.DATASET.CIFAR_C_TYPE = ""
 _C.DATASET.CIFAR_C_LEVEL = 1
 _C.DATASET.ALL_AS_UNLABELED = False
+_C.DATASET.FOLDER = CN({"PATH": "", "SPLIT_FILE": "split.json", "CLASSNAMES": "", "TEMPLATE": ""})  # ours: ImageFolder
 
 # ---------------------------------------------------------------- data loaders
 _C.DATALOADER = CN()
