@@ -48,6 +48,75 @@ def parse_log(fpath: str, keyword: str) -> float | None:
     return value
 
 
+PER_CLASS_LINE = re.compile(
+    r"^\* class: (\d+) \((.*)\)\ttotal: ([\d,]+)\tcorrect: ([\d,]+)\tacc: ([\.\deE+-]+)%$"
+)
+
+
+def parse_per_class(fpath: str) -> list[dict]:
+    """The ``* class:`` lines of the last ``=> result`` block: label, classname, total, correct, acc."""
+    rows: list[dict] = []
+    with open(fpath, errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.strip() == END_SIGNAL:
+                rows = []
+                continue
+            match = PER_CLASS_LINE.match(line.strip(" "))
+            if match:
+                label, name, total, correct, acc = match.groups()
+                rows.append(
+                    {
+                        "label": int(label),
+                        "classname": name,
+                        "total": int(total.replace(",", "")),
+                        "correct": int(correct.replace(",", "")),
+                        "acc": float(acc),
+                    }
+                )
+    return rows
+
+
+def last_evaluated_split(fpath: str) -> str | None:
+    """The split of the log's last ``Evaluate on the *<split>* set`` line (``test`` / ``val``), or None."""
+    pattern, split = re.compile(r"Evaluate on the \*(\w+)\* set"), None
+    with open(fpath, errors="replace") as f:
+        for line in f:
+            match = pattern.search(line)
+            if match:
+                split = match.group(1)
+    return split
+
+
+CONFIG_LINE = re.compile(r"^( *)([A-Z][A-Z0-9_]*):(?: (.*))?$")
+
+
+def parse_logged_config(fpath: str, keys: list[str]) -> dict[str, str]:
+    """Values of dotted config keys (``TASK``, ``DATASET.SUBSAMPLE_CLASSES``) from the config a log printed.
+
+    Dassl prints the resolved config (yacs' indented form) at the start of every run; the first
+    value found for a key is returned, as text. Keys that are absent are left out.
+    """
+    wanted, found = set(keys), {}
+    stack: list[tuple[int, str]] = []
+    with open(fpath, errors="replace") as f:
+        for line in f:
+            match = CONFIG_LINE.match(line.rstrip("\n"))
+            if not match:
+                continue
+            indent, key, value = len(match.group(1)), match.group(2), match.group(3)
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            dotted = ".".join([k for _, k in stack] + [key])
+            if value is None:
+                stack.append((indent, key))
+            elif dotted in wanted and dotted not in found:
+                found[dotted] = value.strip()
+                if len(found) == len(wanted):
+                    break
+    return found
+
+
 def parse_directory(directory: str, keyword: str, ci95: bool = False) -> OrderedDict:
     """Parse every ``<directory>/<sub>/log.txt``; print and write the summary; return {keyword: mean}."""
     print(f"Parsing files in {directory}")

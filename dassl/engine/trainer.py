@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import datetime
 import functools
+import inspect
 import os
 import os.path as osp
+import re
 import time
 from collections import OrderedDict
 from typing import Any
@@ -24,15 +26,15 @@ from yacs.config import CfgNode
 
 from dassl.data import DataManager
 from dassl.engine.resume_state import RESUME_FILE, rng_state, set_rng_state
-from dassl.evaluation import build_evaluator
+from dassl.evaluation import ModelSelection, build_evaluator, run_metadata
 from dassl.utils import (
     AverageMeter,
     MetricMeter,
     UserError,
-    atomic_write,
     load_checkpoint,
     mkdir_if_missing,
     resume_from_checkpoint,
+    save_atomic,
     save_checkpoint,
     tolist_if_not,
 )
@@ -43,10 +45,72 @@ __all__ = ["TrainerBase", "SimpleTrainer", "TrainerX"]
 _REBUILT_KEYS = ("token_prefix", "token_suffix")
 
 
+def checkpoint_epoch(path: str) -> int | None:
+    """The ``epoch`` stored in a checkpoint (completed epochs), or None if it cannot be read.
+
+    Memory-mapped first, so only the small pickled header is read, not the tensors.
+    """
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception:
+        try:
+            return int(load_checkpoint(path)["epoch"])
+        except Exception:
+            return None
+
+
+def loaded_model_selection(directory: str, names: list[str], epoch: int | None) -> ModelSelection | None:
+    """Which checkpoint ``load_model(directory, epoch)`` restored, told from the files it finds there.
+
+    A given epoch is that epoch; otherwise ``model-best.pth.tar`` if present (best on val), else
+    the highest ``model.pth.tar-<N>`` (the last epoch saved). None when nothing was loaded.
+    """
+    if not directory:
+        return None
+    model_dir = osp.abspath(directory)
+    if epoch is not None:
+        return ModelSelection("epoch", int(epoch), model_dir)
+    folder = osp.join(directory, names[0]) if names else directory
+    best = osp.join(folder, "model-best.pth.tar")
+    if osp.isfile(best):
+        return ModelSelection("best_val", checkpoint_epoch(best), model_dir)
+    files = os.listdir(folder) if osp.isdir(folder) else []
+    epochs = [int(m.group(1)) for f in files if (m := re.fullmatch(r"model\.pth\.tar-(\d+)", f))]
+    return ModelSelection("last", max(epochs) if epochs else None, model_dir)
+
+
+def _records_model_selection(load_model: Any) -> Any:
+    """Wrap a ``load_model`` so the trainer remembers which model it loaded (for metrics.json).
+
+    Applied to ``TrainerBase.load_model`` and to every override (``__init_subclass__``), so method
+    trainers, ours or the official ones, need no change to report the evaluated epoch.
+    """
+    if getattr(load_model, "_records_model_selection", False):
+        return load_model
+
+    @functools.wraps(load_model)
+    def wrapper(self: TrainerBase, directory: str, epoch: int | None = None, *args: Any, **kwargs: Any) -> Any:
+        out = load_model(self, directory, epoch, *args, **kwargs)
+        selection = loaded_model_selection(directory, self.get_model_names(), epoch)
+        if selection is not None:
+            self.model_selection = selection
+        return out
+
+    wrapper._records_model_selection = True  # type: ignore[attr-defined]
+    return wrapper
+
+
 class TrainerBase:
     """Registered models with their optimizers/schedulers, checkpoint I/O and the epoch loop."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "load_model" in cls.__dict__:
+            cls.load_model = _records_model_selection(cls.__dict__["load_model"])  # type: ignore[method-assign]
+
     def __init__(self) -> None:
+        # The model test() scores, written to metrics.json: set by load_model, after_epoch, after_train.
+        self.model_selection = ModelSelection()
         self._models: OrderedDict[str, nn.Module] = OrderedDict()
         self._optims: OrderedDict[str, Any] = OrderedDict()
         self._scheds: OrderedDict[str, Any] = OrderedDict()
@@ -127,6 +191,7 @@ class TrainerBase:
         """
         return checkpoint
 
+    @_records_model_selection
     def load_model(self, directory: str, epoch: int | None = None) -> None:
         """Load ``<directory>/<name>/model-best.pth.tar`` (or ``model.pth.tar-<epoch>``) into each model.
 
@@ -311,8 +376,7 @@ class SimpleTrainer(TrainerBase):
             "rng": rng_state(),  # last: nothing may draw between this and the next epoch
         }
         mkdir_if_missing(self.output_dir)
-        with atomic_write(osp.join(self.output_dir, RESUME_FILE), "wb") as f:
-            torch.save(state, f)
+        save_atomic(state, osp.join(self.output_dir, RESUME_FILE))
 
     def resume_state_if_exist(self, directory: str) -> int | None:
         """Continue from ``<directory>/resume.pth.tar`` if a crashed run left one; returns the start epoch."""
@@ -349,9 +413,10 @@ class SimpleTrainer(TrainerBase):
         if not self.cfg.TEST.NO_TEST:
             if self.cfg.TEST.FINAL_MODEL == "best_val":
                 print("Deploy the model with the best val performance")
-                self.load_model(self.output_dir)
+                self.load_model(self.output_dir)  # records ModelSelection("best_val", <its epoch>)
             else:
                 print("Deploy the last-epoch model")
+                self.model_selection = ModelSelection("last", self.max_epoch)
             self.test()
         elapsed = datetime.timedelta(seconds=round(time.time() - self.time_start))
         print(f"Elapsed: {elapsed}")
@@ -367,6 +432,7 @@ class SimpleTrainer(TrainerBase):
         meet_checkpoint_freq = freq > 0 and (self.epoch + 1) % freq == 0
 
         if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
+            self.model_selection = ModelSelection("epoch", self.epoch + 1)
             curr_result = self.test(split="val")
             if curr_result > self.best_result:
                 self.best_result = curr_result
@@ -378,7 +444,11 @@ class SimpleTrainer(TrainerBase):
 
     @torch.no_grad()
     def test(self, split: str | None = None) -> float:
-        """Evaluate on ``split`` (default TEST.SPLIT; "val" falls back to test without a val set); returns accuracy."""
+        """Evaluate on ``split`` (default TEST.SPLIT; "val" falls back to test without a val set); returns accuracy.
+
+        The evaluator prints upstream's result block and writes ``<OUTPUT_DIR>/metrics.json`` with
+        the run's metadata (``evaluation_run_info``).
+        """
         self.set_model_mode("eval")
         self.evaluator.reset()
         split = split or self.cfg.TEST.SPLIT
@@ -393,10 +463,18 @@ class SimpleTrainer(TrainerBase):
             input, label = self.parse_batch_test(batch)
             self.evaluator.process(self.model_inference(input), label)
 
-        results = self.evaluator.evaluate()
+        if "run_info" in inspect.signature(self.evaluator.evaluate).parameters:
+            results = self.evaluator.evaluate(run_info=self.evaluation_run_info(split))
+        else:  # an upstream-style evaluator: the printed block only
+            results = self.evaluator.evaluate()
         for k, v in results.items():
             self.write_scalar(f"{split}/{k}", v, self.epoch)
         return list(results.values())[0]
+
+    def evaluation_run_info(self, split: str) -> dict[str, Any]:
+        """What metrics.json records besides the numbers: config, phase, evaluated model, split file."""
+        dataset = getattr(getattr(self, "dm", None), "dataset", None)
+        return run_metadata(self.cfg, split, getattr(self, "model_selection", None), dataset)
 
     def model_inference(self, input: torch.Tensor) -> torch.Tensor:
         return self.model(input)

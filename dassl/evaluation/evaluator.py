@@ -1,8 +1,14 @@
-"""Classification evaluator; its printed block is what parse_test_res.py reads from log.txt."""
+"""Classification evaluator; its printed block is what parse_test_res.py reads from log.txt.
+
+Given the run's metadata (``evaluate(run_info=...)``, passed by the engine's ``test()``), the
+same numbers plus per-class results are also written to ``<OUTPUT_DIR>/metrics.json``, the
+machine-readable record ``python -m tools.report`` reads (``dassl/evaluation/metrics_file.py``).
+"""
 from __future__ import annotations
 
 import os.path as osp
 from collections import OrderedDict, defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -10,6 +16,7 @@ import torch
 from yacs.config import CfgNode
 
 from .build import EVALUATOR_REGISTRY
+from .metrics_file import METRICS_FILE, per_class_table, write_metrics
 
 __all__ = ["EvaluatorBase", "Classification", "macro_f1_score", "confusion_matrix"]
 
@@ -48,7 +55,7 @@ class EvaluatorBase:
     def process(self, mo: torch.Tensor, gt: torch.Tensor) -> None:
         raise NotImplementedError
 
-    def evaluate(self) -> OrderedDict:
+    def evaluate(self, run_info: Mapping[str, Any] | None = None) -> OrderedDict:
         raise NotImplementedError
 
 
@@ -85,8 +92,13 @@ class Classification(EvaluatorBase):
             for label, hit in zip(labels, matches):
                 self._per_class_res[label].append(hit)
 
-    def evaluate(self) -> OrderedDict:
-        """Print the result block and return accuracy first (``trainer.test()`` returns the first value)."""
+    def evaluate(self, run_info: Mapping[str, Any] | None = None) -> OrderedDict:
+        """Print the result block and return accuracy first (``trainer.test()`` returns the first value).
+
+        With ``run_info`` (``metrics_file.run_metadata``) the results are also written to
+        ``<OUTPUT_DIR>/metrics.json``; without it (upstream's call) nothing is written, so a bare
+        evaluator never drops files into the working directory.
+        """
         acc = 100.0 * self._correct / self._total
         err = 100.0 - acc
         macro_f1 = 100.0 * macro_f1_score(self._y_true, self._y_pred)
@@ -119,5 +131,21 @@ class Classification(EvaluatorBase):
             save_path = osp.join(self.cfg.OUTPUT_DIR, "cmat.pt")
             torch.save(confusion_matrix(self._y_true, self._y_pred), save_path)
             print(f"Confusion matrix is saved to {save_path}")
+
+        if run_info is not None:
+            per_class = per_class_table(self._y_true, self._y_pred, self._lab2cname)
+            write_metrics(
+                osp.join(self.cfg.OUTPUT_DIR, METRICS_FILE),
+                {
+                    "accuracy": acc,
+                    "error": err,
+                    "macro_f1": macro_f1,
+                    "total": self._total,
+                    "correct": self._correct,
+                    "perclass_accuracy": float(np.mean([c["acc"] for c in per_class])) if per_class else None,
+                    "per_class": per_class,
+                },
+                run_info,
+            )
 
         return results

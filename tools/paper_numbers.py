@@ -1,0 +1,73 @@
+"""Published numbers the report prints beside ours, with where each one was read.
+
+Source: Yuncheng Guo, Xiaodong Gu, "MMRL: Multi-Modal Representation Learning for Vision-Language
+Models", CVPR 2025, arXiv:2503.08497 — Table 1 (base-to-novel, per dataset and average, for CLIP,
+CoOp, CoCoOp, KgCoOp, MaPLe, PromptSRC, MMA, MMRL), Table 2 (cross-dataset), Table 3 (domain
+generalisation), Tables 10/11 (few-shot).
+
+Only numbers that could be read from a stored copy of a source are entered; nothing is typed
+from memory. When this module was written, the stored copies available to us did not include
+the paper's tables (the official repository's README holds no numbers; only the first part of the
+arXiv HTML page was readable), so most entries are still empty. The one row found is MMRL on
+EuroSAT from Table 1, as quoted by a user in the official repository's issue tracker
+(github.com/yunncheng/MMRL/issues/14, "reported 95.60 / 80.17 / 87.21"). Fill the rest from the
+paper's PDF, keeping ``SOURCES`` in step; the report shows a dash for any number not entered.
+
+Keys: method names as in the paper (``CLIP`` is zero-shot CLIP; ``METHOD_ALIASES`` maps trainer
+names to them), datasets by their config stems (``configs/datasets/<stem>.yaml``), ``average``
+for the paper's average rows.
+"""
+from __future__ import annotations
+
+PAPER = "MMRL (Guo & Gu, CVPR 2025, arXiv:2503.08497)"
+
+# Trainer names (TRAINER.NAME / output folders) whose paper row has another name.
+METHOD_ALIASES: dict[str, str] = {
+    "ZeroshotCLIP": "CLIP",
+    "ZeroShotCLIP": "CLIP",
+    "ZSCLIP": "CLIP",
+    "LinearProbeCLIP": "Linear probe CLIP",
+    "LinearProbe": "Linear probe CLIP",
+    "MultiModalAdapter": "MMA",
+    "MMRLpp": "MMRL++",
+}
+
+# Table 1: method -> dataset -> (base, novel, HM) as printed in the paper.
+BASE_TO_NOVEL: dict[str, dict[str, tuple[float, float, float]]] = {
+    "MMRL": {"eurosat": (95.60, 80.17, 87.21)},
+}
+
+# Table 2: method -> dataset -> accuracy (imagenet is the source; "average" over the 10 targets).
+CROSS_DATASET: dict[str, dict[str, float]] = {}
+
+# Table 3: method -> dataset -> accuracy (imagenet source, imagenetv2 / _sketch / _a / _r; "average").
+DOMAIN_GENERALIZATION: dict[str, dict[str, float]] = {}
+
+# Tables 10/11: method -> dataset (or "average") -> shots -> accuracy.
+FEW_SHOT: dict[str, dict[str, dict[int, float]]] = {}
+
+# Where each entered number was read: (table, method, dataset) -> source.
+SOURCES: dict[tuple[str, str, str], str] = {
+    ("base_to_novel", "MMRL", "eurosat"): "Table 1 as quoted in github.com/yunncheng/MMRL/issues/14",
+}
+
+
+def paper_method(method: str) -> str:
+    """The paper's name for a trainer (``ZeroshotCLIP`` -> ``CLIP``); others unchanged."""
+    return METHOD_ALIASES.get(method, method)
+
+
+def base_to_novel(method: str, dataset: str) -> tuple[float, float, float] | None:
+    return BASE_TO_NOVEL.get(paper_method(method), {}).get(dataset)
+
+
+def cross_dataset(method: str, dataset: str) -> float | None:
+    return CROSS_DATASET.get(paper_method(method), {}).get(dataset)
+
+
+def domain_generalization(method: str, dataset: str) -> float | None:
+    return DOMAIN_GENERALIZATION.get(paper_method(method), {}).get(dataset)
+
+
+def few_shot(method: str, dataset: str, shots: int) -> float | None:
+    return FEW_SHOT.get(paper_method(method), {}).get(dataset, {}).get(shots)
