@@ -15,21 +15,28 @@ from torch import Tensor, nn
 
 from clip.model import CLIP
 
+Site = Callable[[str, int], None]
+"""``site(tower, j)``: called where a modified CLIP constructor draws more, with tower "visual" or
+"text" and j the 0-based block just built, or j = -1 right after the image tower's ``conv1``."""
 
-def _draw_blocks(width: int, layers: int) -> None:
-    for _ in range(layers):  # the heads do not change what is drawn
+
+def _draw_blocks(width: int, layers: int, tower: str, site: Site | None) -> None:
+    for j in range(layers):  # the heads do not change what is drawn
         nn.MultiheadAttention(width, 1)
         nn.Linear(width, 4 * width)
         nn.Linear(4 * width, width)
+        if site is not None:
+            site(tower, j)
 
 
 def replay_clip_construction(
-    clip_model: CLIP, after_visual_proj: Callable[[int, int], Tensor] | None = None
+    clip_model: CLIP, after_visual_proj: Callable[[int, int], Tensor] | None = None, site: Site | None = None
 ) -> Tensor | None:
     """Draw from the CPU generator what one construction of a CLIP shaped like ``clip_model`` draws.
 
     ``after_visual_proj(width, output_dim)``, if given, is drawn right after the image tower's ``proj``
-    (where the official MMRL code keeps one more tensor) and returned.
+    (where the official MMRL code keeps one more tensor) and returned. ``site``, if given, is called at
+    each ``Site`` (where deep-prompt constructors draw their prompts).
     """
     visual = clip_model.visual
     v_width, _, patch, _ = visual.conv1.weight.shape
@@ -40,13 +47,15 @@ def replay_clip_construction(
     extra = None
     with torch.no_grad():
         nn.Conv2d(3, v_width, kernel_size=patch, stride=patch, bias=False)
+        if site is not None:
+            site("visual", -1)
         torch.randn(v_width)  # class_embedding
         torch.randn(visual.positional_embedding.shape)
-        _draw_blocks(v_width, len(visual.transformer.resblocks))
+        _draw_blocks(v_width, len(visual.transformer.resblocks), "visual", site)
         torch.randn(v_width, out_dim)  # proj
         if after_visual_proj is not None:
             extra = after_visual_proj(v_width, out_dim)
-        _draw_blocks(t_width, t_layers)
+        _draw_blocks(t_width, t_layers, "text", site)
         nn.Embedding(vocab, t_width)
         # OpenAI's initialize_parameters(): only the sizes matter for what is drawn.
         torch.empty(vocab, t_width).normal_()

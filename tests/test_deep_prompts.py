@@ -1,0 +1,261 @@
+"""Deep prompts (trainers/deep_prompts.py) and the four methods on it: MaPLe, IVLP, VPT, PromptSRC."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+import torch
+
+import trainers
+from clip.model import CLIP, CLIPConfig, LayerNorm
+from dassl.config import get_cfg_default
+from tests.tiny import tiny_clip_config
+from trainers.base import ConfigError
+from trainers.config import extend_cfg
+from trainers.deep_prompts import DeepPromptHooks
+from trainers.promptsrc import TEMPLATES, gpa_weights
+
+CLASSNAMES = ["red_apple", "dog", "cat", "house", "tree"]
+# MaPLe's official code hard-codes ViT-B/16's widths (768, 512): its reference ran on a CLIP of those
+# widths with 3 layers per tower (patch 16 at 32 px: 4 patches).
+MAPLE_CLIP = tiny_clip_config(
+    embed_dim=512, vision_width=768, vision_patch_size=16, vision_layers=3, transformer_width=512,
+    transformer_heads=8, transformer_layers=3,
+)
+SETTINGS = {
+    "MaPLe": ("MAPLE", {"N_CTX": 2, "CTX_INIT": "a photo of a", "PROMPT_DEPTH": 3}),
+    "IVLP": ("IVLP", {"N_CTX_VISION": 2, "N_CTX_TEXT": 3, "CTX_INIT": "a photo of a", "PROMPT_DEPTH_VISION": 12,
+                      "PROMPT_DEPTH_TEXT": 9}),
+    "VPT": ("VPT", {"N_CTX_VISION": 8, "PROMPT_DEPTH_VISION": 12}),
+    "PromptSRC": ("PROMPTSRC", {"N_CTX_VISION": 4, "N_CTX_TEXT": 4, "CTX_INIT": "a photo of a",
+                                "PROMPT_DEPTH_VISION": 9, "PROMPT_DEPTH_TEXT": 9, "GPA_MEAN": 1.5, "GPA_STD": 1.0}),
+}
+# Printed by the OFFICIAL code (github muzairkhattak/multimodal-prompt-learning @69bce21, PromptSRC @bb95c77)
+# on upstream Dassl, CPU, fp32 (its .half() casts and .cuda() calls removed), same recipe as below:
+# /work/parity/deep/seeded_official.py.
+OFFICIAL: dict[str, dict[str, list[float]]] = {
+    "MaPLe": {
+        "losses": [1.6601338386535645, 1.5701801776885986, 1.7109746932983398, 1.698725938796997],
+        "lrs": [0.05, 0.025, 0.025, 0.0],
+        "logits0": [-0.28126, -0.32229, -0.56198, -0.72217, -0.57123],
+        "logits5": [0.18267, -0.07679, -0.24275, -0.38235, -0.13108],
+    },
+    "IVLP": {
+        "losses": [3.015631675720215, 1.6077206134796143, 1.6181477308273315, 1.6185188293457031],
+        "lrs": [0.05, 0.025, 0.025, 0.0],
+        "logits0": [-2.10897, -2.06063, -2.05402, -2.07676, -2.04571],
+        "logits5": [-1.0445, -1.00394, -0.96471, -1.00844, -0.97303],
+    },
+    "VPT": {
+        "losses": [2.2093873023986816, 1.6709433794021606, 1.7637953758239746, 1.6981494426727295],
+        "lrs": [0.05, 0.025, 0.025, 0.0],
+        "logits0": [-2.89915, -2.72994, -2.71272, -2.36702, -3.53046],
+        "logits5": [-2.76284, -2.99285, -2.78839, -2.75523, -3.32171],
+    },
+    "PromptSRC": {
+        "losses": [5.265962600708008, 4.426196575164795, 4.0263671875, 3.8470582962036133],
+        "lrs": [0.05, 0.025, 0.025, 0.0],
+        "logits0": [-2.06381, -2.23157, -2.17471, -2.24865, -2.18308],
+        "logits5": [-1.31688, -1.48603, -1.44458, -1.49615, -1.45312],
+    },
+}
+
+
+def tiny_weights(path: str, config: CLIPConfig) -> None:
+    """A random CLIP (seed 123, plus noise so no weight keeps its init value) saved as a state dict."""
+    torch.manual_seed(123)
+    weights = CLIP(config)
+    with torch.no_grad():
+        for p in weights.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    torch.save(weights.state_dict(), path)
+
+
+def make_cfg(method: str, clip_path: str, **overrides: object) -> object:
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    cfg.merge_from_list(["TRAINER.NAME", method, "DATASET.NAME", "DescribableTextures", "INPUT.SIZE", (32, 32)])
+    cfg.merge_from_list(["MODEL.BACKBONE.PATH", clip_path, "OPTIM.NAME", "sgd", "OPTIM.LR", 0.05])
+    cfg.merge_from_list(["OPTIM.MAX_EPOCH", 2, "OPTIM.LR_SCHEDULER", "cosine"])
+    node, values = SETTINGS[method]
+    cfg.TRAINER[node].update({**values, "PREC": "fp32", **overrides})
+    return cfg
+
+
+def fixed_trainer(cfg: object) -> object:
+    """The method's trainer on the five class names, no data (the steps are fed by hand)."""
+    base = {"MaPLe": trainers.maple.MaPLe, "IVLP": trainers.ivlp.IVLP, "VPT": trainers.vpt.VPT,
+            "PromptSRC": trainers.promptsrc.PromptSRC}[cfg.TRAINER.NAME]
+
+    class FixedClasses(base):
+        def build_data_loader(self) -> None:
+            self.dm = types.SimpleNamespace(dataset=types.SimpleNamespace(classnames=CLASSNAMES))
+            self.lab2cname = dict(enumerate(CLASSNAMES))
+
+    cfg.freeze()
+    torch.manual_seed(7)
+    return FixedClasses(cfg)
+
+
+def run_steps(t: object, steps: range, g: torch.Generator) -> tuple[list[float], list[float]]:
+    """Two epochs of two batches (the lr steps, PromptSRC aggregates), as the official recipe."""
+    images = torch.randn(4, 4, 3, 32, 32, generator=g)
+    labels = torch.tensor([[0, 1, 2, 3], [4, 0, 1, 2], [3, 4, 0, 1], [2, 3, 4, 0]])
+    t.set_model_mode("train")
+    t.num_batches = 2
+    losses, lrs = [], []
+    for step in steps:
+        t.epoch, t.batch_idx = divmod(step, 2)
+        losses.append(t.forward_backward({"img": images[step], "label": labels[step]})["loss"])
+        lrs.append(t.get_current_lr())
+    return losses, lrs
+
+
+@pytest.mark.parametrize("method", ["MaPLe", "IVLP", "VPT", "PromptSRC"])
+def test_seeded_run_reproduces_the_official_implementation(tmp_path, method):
+    tiny_weights(str(tmp_path / "clip.pt"), MAPLE_CLIP if method == "MaPLe" else tiny_clip_config())
+    t = fixed_trainer(make_cfg(method, str(tmp_path / "clip.pt")))
+    g = torch.Generator().manual_seed(0)
+    losses, lrs = run_steps(t, range(4), g)
+    t.set_model_mode("eval")
+    with torch.no_grad():
+        out = t.model(torch.randn(6, 3, 32, 32, generator=g))
+    expected = OFFICIAL[method]
+    assert losses == pytest.approx(expected["losses"], rel=1e-5)
+    assert lrs == pytest.approx(expected["lrs"], rel=1e-9)
+    assert out[0].tolist() == pytest.approx(expected["logits0"], abs=1e-4)
+    assert out[5].tolist() == pytest.approx(expected["logits5"], abs=1e-4)
+
+
+def test_a_promptsrc_run_resumed_after_an_epoch_still_aggregates(tmp_path):
+    """The GPA sum is in the checkpointed learner: a run resumed from epoch 1's state ends as an uninterrupted one."""
+    tiny_weights(str(tmp_path / "clip.pt"), tiny_clip_config())
+
+    def trainer() -> object:
+        depths = {"PROMPT_DEPTH_VISION": 2, "PROMPT_DEPTH_TEXT": 2}
+        return fixed_trainer(make_cfg("PromptSRC", str(tmp_path / "clip.pt"), **depths))
+
+    def final_logits(t: object, g: torch.Generator) -> torch.Tensor:
+        t.set_model_mode("eval")
+        with torch.no_grad():
+            return t.model(torch.randn(6, 3, 32, 32, generator=g))
+
+    whole = trainer()
+    g = torch.Generator().manual_seed(0)
+    run_steps(whole, range(4), g)
+    expected = final_logits(whole, g)
+
+    first = trainer()
+    run_steps(first, range(2), torch.Generator().manual_seed(0))
+    name = first.LEARNER_NAME
+    saved = {k: v.clone() for k, v in first._models[name].state_dict().items()}
+    optim, sched = first._optims[name].state_dict(), first._scheds[name].state_dict()
+    assert int(saved["gpa.epochs"]) == 1
+
+    resumed = trainer()
+    resumed._models[name].load_state_dict(saved)
+    resumed._optims[name].load_state_dict(optim)
+    resumed._scheds[name].load_state_dict(sched)
+    g = torch.Generator().manual_seed(0)
+    run_steps(resumed, range(2, 4), g)
+    assert torch.equal(final_logits(resumed, g), expected)
+
+
+def test_gpa_weights_are_the_normalised_gaussian_over_the_epochs():
+    density = np.exp(-0.5 * ((np.arange(1, 6) - 3.0) / 2.0) ** 2)
+    assert gpa_weights(3, 2, 5) == pytest.approx(density / density.sum(), rel=1e-12)
+    assert len(TEMPLATES) == 60 and len(set(TEMPLATES)) == 60 and all("{}" in t for t in TEMPLATES)
+    # Few-shot: the official file's commented alternative (45/5) for five datasets, its own values elsewhere.
+    gpa = {"TRAINER.PROMPTSRC.GPA_MEAN": 45, "TRAINER.PROMPTSRC.GPA_STD": 5}
+    assert trainers.promptsrc.PromptSRC.dataset_settings("EuroSAT", "FS") == gpa
+    assert trainers.promptsrc.PromptSRC.dataset_settings("EuroSAT", "B2N") == {}
+    assert trainers.promptsrc.PromptSRC.dataset_settings("Caltech101", "FS") == {}
+
+
+def test_first_image_prompts_go_through_ln_pre_exactly_as_appended_before_it():
+    """The official code appends the prompts before ln_pre; ours after, row by row: same bits, same gradients."""
+    torch.manual_seed(0)
+    ln = LayerNorm(64)
+    with torch.no_grad():
+        ln.weight.normal_()
+        ln.bias.normal_()
+    tokens = torch.randn(3, 5, 64)  # batch-first (N, L, D), before ln_pre
+    prompts = torch.randn(2, 64, requires_grad=True)
+    reference = ln(torch.cat([tokens, prompts.expand(3, -1, -1)], dim=1)).permute(1, 0, 2)
+    (reference.square().sum()).backward()
+    grad_reference = prompts.grad.clone()
+    prompts.grad = None
+    ours = DeepPromptHooks([], text=False, first=prompts, ln_pre=ln).before(1, ln(tokens).permute(1, 0, 2))
+    (ours.square().sum()).backward()
+    assert torch.equal(ours, reference)
+    assert torch.equal(prompts.grad, grad_reference)
+
+
+def test_deep_prompts_overwrite_the_prompt_rows_of_each_tower():
+    deep = [torch.full((2, 4), 7.0), torch.full((2, 4), 9.0)]
+    x = torch.zeros(6, 3, 4)
+    text = DeepPromptHooks(deep, text=True)
+    image = DeepPromptHooks(deep, text=False)
+    assert torch.equal(text.before(1, x), x)  # layer 0 is the input embeddings' business
+    assert text.before(2, x)[1:3].eq(7).all() and text.before(2, x)[[0, 3, 4, 5]].eq(0).all()
+    assert image.before(3, x)[4:].eq(9).all() and image.before(3, x)[:4].eq(0).all()
+    assert torch.equal(image.before(4, x), x)  # beyond the depth: untouched
+
+
+VIT_B16 = CLIPConfig(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=16,
+                     context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8,
+                     transformer_layers=12)
+
+
+@pytest.mark.parametrize(
+    ("method", "overrides", "expected"),
+    [
+        # MaPLe paper Table 6 (3.55 M); IVLP 2+2 depth 12, VPT 8 depth 12, PromptSRC 4+4 depth 9 (Table 6: 0.046 M).
+        ("MaPLe", {"N_CTX": 2, "PROMPT_DEPTH": 9}, 3_555_072),
+        ("IVLP", {"N_CTX_VISION": 2, "N_CTX_TEXT": 2, "PROMPT_DEPTH_VISION": 12, "PROMPT_DEPTH_TEXT": 12}, 30_720),
+        ("VPT", {"N_CTX_VISION": 8, "PROMPT_DEPTH_VISION": 12}, 73_728),
+        ("PromptSRC", {"N_CTX_VISION": 4, "N_CTX_TEXT": 4, "PROMPT_DEPTH_VISION": 9, "PROMPT_DEPTH_TEXT": 9}, 46_080),
+    ],
+)
+def test_learnable_parameters_at_vit_b16_are_the_published_counts(method, overrides, expected):
+    cfg = make_cfg(method, "", **overrides)
+    learners = {  # the modules holding every trained tensor (PromptSRC's: IVLP's, without the frozen targets)
+        "MaPLe": lambda clip: trainers.maple.build_maple(cfg, CLASSNAMES, clip).learner,
+        "IVLP": lambda clip: trainers.ivlp.build_ivlp(cfg, CLASSNAMES, clip).learner,
+        "VPT": lambda clip: trainers.vpt.build_vpt(cfg, CLASSNAMES, clip).learner,
+        "PromptSRC": lambda clip: trainers.promptsrc.PromptSRCLearner(clip, CLASSNAMES, cfg.TRAINER.PROMPTSRC, None),
+    }
+    with torch.device("meta"):
+        learner = learners[method](CLIP(VIT_B16).requires_grad_(False))
+    assert sum(p.numel() for p in learner.parameters() if p.requires_grad) == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "overrides", "message"),
+    [
+        ("IVLP", {"PROMPT_DEPTH_TEXT": 0}, "TRAINER.IVLP.PROMPT_DEPTH_TEXT must be at least 1"),
+        ("VPT", {"PROMPT_DEPTH_VISION": 0}, "TRAINER.VPT.PROMPT_DEPTH_VISION must be at least 1"),
+        ("MaPLe", {"PROMPT_DEPTH": 13}, "TRAINER.MAPLE.PROMPT_DEPTH must be between 1 and the tower's 3 layers"),
+    ],
+)
+def test_prompt_depths_outside_the_towers_are_config_errors(tmp_path, method, overrides, message):
+    config = tiny_clip_config(vision_layers=3, transformer_layers=3)
+    tiny_weights(str(tmp_path / "clip.pt"), config)
+    with pytest.raises(ConfigError, match=message):
+        fixed_trainer(make_cfg(method, str(tmp_path / "clip.pt"), **overrides))
+
+
+def test_resuming_from_an_official_whole_model_checkpoint_is_refused_evaluating_it_is_not(tmp_path):
+    config = tiny_clip_config(vision_layers=3, transformer_layers=3)
+    tiny_weights(str(tmp_path / "clip.pt"), config)
+    t = fixed_trainer(make_cfg("VPT", str(tmp_path / "clip.pt"), PROMPT_DEPTH_VISION=3))
+    learner = t._models["prompt_learner"]
+    # The official layout: the learner's tensors among the whole model's (frozen CLIP included).
+    official = {**learner.state_dict(), "image_encoder.conv1.weight": torch.zeros(64, 3, 8, 8), "logit_scale": 1.0}
+    with pytest.raises(ConfigError, match="training cannot resume from it"):
+        t.adapt_checkpoint("prompt_learner", {"state_dict": official}, "official.pth")
+    loaded = t.learner_state(learner, {k: v + 1 for k, v in official.items()}, "official.pth")
+    assert torch.equal(loaded["image_encoder.VPT"], learner.state_dict()["image_encoder.VPT"] + 1)
+    assert "image_encoder.conv1.weight" not in loaded

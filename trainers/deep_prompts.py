@@ -1,0 +1,265 @@
+"""Deep prompts: learned tokens in the layers of CLIP's towers, the one mechanism of MaPLe, IVLP, VPT and PromptSRC.
+
+Before block 1 the image tower gets ``first`` appended after its other tokens, the text tower gets its
+context vectors between the SOS token and "<class name>." (CoOp's way, through ``encode_text_embeddings``).
+Before each block i = 2..depth, the prompt rows are overwritten by that layer's prompts: the last n rows
+in the image tower, rows 1..n in the text tower. The methods differ only in where the prompts come from
+(independent tensors for IVLP/VPT/PromptSRC, text prompts projected to the image width for MaPLe).
+
+As the official code (github muzairkhattak/multimodal-prompt-learning and PromptSRC):
+- the image tower's first prompts go through ``ln_pre`` with the patch tokens (ours: row by row, the same
+  values, gradients summed over the batch in the same order);
+- the independent prompts are drawn inside CLIP's construction, interleaved with CLIP's own random
+  init: ``construct_with_prompts`` replays those draws, so seeded runs start from the official values;
+- a trainer's checkpoint holds its learner under the official key names (``prompt_learner.ctx``,
+  ``image_encoder.VPT``, ``text_encoder.transformer.resblocks.<j>.VPT_shallow``, ...); the official files
+  also hold the frozen CLIP, which is skipped on load;
+- the log shows the loss only (the official trainers print no accuracy).
+
+Not as the official code: prompts are cast to the run's dtype where they enter a tower (the official code
+casts them to fp16, which only runs on GPU in fp16 and is the same there); widths are read from the
+backbone (the official MaPLe hard-codes ViT-B/16's 512 and 768).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from yacs.config import CfgNode
+
+from clip import clip
+from clip.model import CLIP, BlockHooks, CLIPConfig, build_model
+
+from .base import CLIPTrainer, ConfigError
+from .prompts import class_name
+from .replay import build_clip_without_drawing, replay_clip_construction
+
+PROMPT_STD = 0.02  # every randomly initialised prompt is N(0, 0.02)
+# Official checkpoints hold the whole model: the keys of its frozen parts, skipped on load.
+FROZEN_OFFICIAL_PREFIXES = ("image_encoder.", "text_encoder.", "logit_scale", "prompt_learner.ZS_image_encoder.")
+
+
+def normal_prompts(n: int, width: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """(n, width) prompts drawn as the official code draws each: ``normal_`` over a fresh tensor."""
+    prompts = torch.empty(n, width, dtype=dtype)
+    nn.init.normal_(prompts, std=PROMPT_STD)
+    return prompts
+
+
+class DeepPromptHooks(BlockHooks):
+    """One tower's prompts for one pass: ``deep[k]`` is written over the prompt rows before block k + 2.
+
+    ``first`` (image tower only) is appended before block 1 through ``ln_pre``; the text tower's layer-0
+    prompts are part of its input embeddings instead.
+    """
+
+    def __init__(
+        self, deep: Sequence[Tensor], text: bool, first: Tensor | None = None, ln_pre: nn.Module | None = None
+    ) -> None:
+        self.deep, self.text, self.first, self.ln_pre = deep, text, first, ln_pre
+
+    @staticmethod
+    def _rows(prompts: Tensor, x: Tensor) -> Tensor:
+        # Cast last, as the official ``expand(...).permute(...).half()``: the batch sum of the gradient is
+        # then taken in the prompts' own dtype.
+        return prompts.expand(x.shape[1], -1, -1).permute(1, 0, 2).to(x.dtype)
+
+    def before(self, i: int, x: Tensor) -> Tensor:
+        if i == 1 and self.first is not None:
+            assert self.ln_pre is not None
+            first = self.ln_pre(self.first.expand(x.shape[1], -1, -1).to(x.dtype))
+            return torch.cat([x, first.permute(1, 0, 2)], dim=0)
+        k = i - 2
+        if not 0 <= k < len(self.deep):
+            return x
+        rows = self._rows(self.deep[k], x)
+        n = rows.shape[0]
+        if self.text:
+            return torch.cat([x[:1], rows, x[1 + n :]], dim=0)
+        return torch.cat([x[: x.shape[0] - n], rows], dim=0)
+
+
+class TextContext(nn.Module):
+    """The text tower's layer-0 prompts (CoOp's way): ``ctx`` between the SOS token and "<class name>.".
+
+    As the official code: with CTX_INIT and at most 4 vectors, ``ctx`` is the embedding of the first
+    ``n_ctx`` tokens of CTX_INIT while the prompt text keeps all of CTX_INIT (2 vectors of "a photo of a"
+    give "[v1][v2] of a <class>."); otherwise N(0, 0.02) and "X X ... <class>.".
+    """
+
+    def __init__(self, clip_model: CLIP, classnames: Sequence[str], n_ctx: int, ctx_init: str) -> None:
+        super().__init__()
+        dtype, width = clip_model.dtype, clip_model.ln_final.weight.shape[0]
+        if ctx_init and n_ctx <= 4:
+            prefix = ctx_init.replace("_", " ")
+            with torch.no_grad():
+                ctx = clip_model.token_embeddings(clip.tokenize(prefix))[0, 1 : 1 + n_ctx]
+        else:
+            ctx = normal_prompts(n_ctx, width, dtype)
+            prefix = " ".join(["X"] * n_ctx)
+        print(f'Initial text context: "{prefix}" ({n_ctx} context vectors)')
+        self.ctx = nn.Parameter(ctx)
+        tokens = torch.cat([clip.tokenize(f"{prefix} {class_name(name)}.") for name in classnames])
+        with torch.no_grad():
+            embeddings = clip_model.token_embeddings(tokens)
+        self.register_buffer("token_prefix", embeddings[:, :1])
+        self.register_buffer("token_suffix", embeddings[:, 1 + n_ctx :])
+        self.register_buffer("eot", tokens.argmax(dim=-1), persistent=False)
+
+    def forward(self) -> Tensor:
+        """Token embeddings (n_cls, L, width) of every class prompt, before the positional embedding."""
+        ctx = self.ctx.unsqueeze(0).expand(self.token_prefix.shape[0], -1, -1)
+        return torch.cat([self.token_prefix, ctx, self.token_suffix], dim=1)
+
+
+class _PromptedBlock(nn.Module):
+    def __init__(self, prompts: Tensor) -> None:
+        super().__init__()
+        self.VPT_shallow = nn.Parameter(prompts)
+
+
+class _PromptedBlocks(nn.Module):
+    def __init__(self, deep: Sequence[Tensor]) -> None:
+        super().__init__()
+        # Official block j (0-based) holds the prompts it reads first: ours before block i = j + 1.
+        self.resblocks = nn.ModuleDict({str(j): _PromptedBlock(p) for j, p in enumerate(deep, start=1)})
+
+
+class TowerPrompts(nn.Module):
+    """One tower's independent prompts under the official names: ``VPT`` (the image tower's layer 0) and
+    ``transformer.resblocks.<j>.VPT_shallow`` (before official block j, 0-based)."""
+
+    def __init__(self, deep: Sequence[Tensor], first: Tensor | None = None) -> None:
+        super().__init__()
+        if first is not None:
+            self.VPT = nn.Parameter(first)
+        self.transformer = _PromptedBlocks(deep)
+
+    def hooks(self, text: bool, ln_pre: nn.Module | None = None) -> DeepPromptHooks:
+        deep = [block.VPT_shallow for block in self.transformer.resblocks.values()]
+        return DeepPromptHooks(deep, text, getattr(self, "VPT", None), ln_pre)
+
+
+@dataclass
+class IndependentInit:
+    """Initial independent prompts: the image tower's layer 0 and deep ones, the text tower's deep ones."""
+
+    vision_first: Tensor | None = None
+    vision_deep: list[Tensor] = field(default_factory=list)
+    text_deep: list[Tensor] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PromptShape:
+    """Tokens per layer and depth (layers that get prompts, 0: none) of the two towers."""
+
+    n_vision: int
+    vision_depth: int
+    n_text: int
+    text_depth: int
+
+    @classmethod
+    def of(cls, s: CfgNode) -> PromptShape:
+        """From a node with N_CTX_VISION, PROMPT_DEPTH_VISION and, if present, N_CTX_TEXT, PROMPT_DEPTH_TEXT."""
+        return cls(s.N_CTX_VISION, s.PROMPT_DEPTH_VISION, s.get("N_CTX_TEXT", 0), s.get("PROMPT_DEPTH_TEXT", 0))
+
+    def draw_at(self, init: IndependentInit, v_width: int, t_width: int) -> Any:
+        """The ``replay`` site drawing the prompts where the official CLIP constructor draws them."""
+
+        def site(tower: str, j: int) -> None:
+            if tower == "visual" and j == -1 and self.vision_depth >= 1:
+                init.vision_first = normal_prompts(self.n_vision, v_width)
+            elif tower == "visual" and 1 <= j < self.vision_depth:
+                init.vision_deep.append(normal_prompts(self.n_vision, v_width))
+            elif tower == "text" and 1 <= j < self.text_depth:
+                init.text_deep.append(normal_prompts(self.n_text, t_width))
+
+        return site
+
+    def draw(self, clip_model: CLIP) -> IndependentInit:
+        """Fresh prompts in the official order, without CLIP's own draws (a model built outside a trainer)."""
+        init = IndependentInit()
+        site = self.draw_at(init, clip_model.visual.conv1.weight.shape[0], clip_model.ln_final.weight.shape[0])
+        site("visual", -1)
+        for tower, layers in (("visual", self.vision_depth), ("text", self.text_depth)):
+            for j in range(layers):
+                site(tower, j)
+        return init
+
+
+def construct_with_prompts(state_dict: Mapping[str, Tensor], shape: PromptShape) -> tuple[CLIP, IndependentInit]:
+    """CLIP, and the independent prompts drawn in the official order inside one CLIP construction."""
+    clip_model = build_clip_without_drawing(lambda: build_model(state_dict))
+    init = IndependentInit()
+    widths = clip_model.visual.conv1.weight.shape[0], clip_model.ln_final.weight.shape[0]
+    replay_clip_construction(clip_model, site=shape.draw_at(init, *widths))
+    return clip_model, init
+
+
+def check_depth(depth: int, least: int, layers: int | None, key: str) -> None:
+    """A prompt depth must lie within the tower (0 = no prompts, where the method allows it)."""
+    if depth < least or (layers is not None and depth > layers):
+        within = f"between {least} and the tower's {layers} layers" if layers is not None else f"at least {least}"
+        raise ConfigError(f"{key} must be {within}, got {depth}")
+
+
+def logits_of(logit_scale: Tensor, image_features: Tensor, text_features: Tensor) -> Tensor:
+    """Scaled cosine similarities, with the official operation order."""
+    image_features = image_features / image_features.norm(dim=-1, keepdim=True)
+    text_features = text_features / text_features.norm(dim=-1, keepdim=True)
+    return logit_scale.exp() * image_features @ text_features.t()
+
+
+class DeepPromptTrainer(CLIPTrainer):
+    """What the four deep-prompt trainers share: loss-only log, official checkpoints, depth checks."""
+
+    DEPTH_KEYS: tuple[tuple[str, str, int], ...] = ()  # (key of a depth, "vision" or "text", its minimum)
+
+    def check_cfg(self, cfg: CfgNode) -> None:
+        super().check_cfg(cfg)
+        for key, _, least in self.DEPTH_KEYS:
+            check_depth(cfg.TRAINER[self.NODE][key], least, None, f"TRAINER.{self.NODE}.{key}")
+
+    def check_architecture(self, arch: CLIPConfig) -> None:
+        layers = {"vision": arch.vision_layers, "text": arch.transformer_layers}
+        for key, tower, least in self.DEPTH_KEYS:
+            check_depth(self.settings[key], least, layers[tower], f"TRAINER.{self.NODE}.{key}")
+
+    def forward_backward(self, batch: dict) -> dict[str, float]:
+        """The base step; the official trainers print the loss only."""
+        return {"loss": super().forward_backward(batch)["loss"]}
+
+    def learner_state(self, learner: nn.Module, state_dict: Mapping[str, Tensor], source: str) -> dict[str, Tensor]:
+        """Ours, or the official whole-model files without their frozen CLIP parts."""
+        own = learner.state_dict().keys()
+        kept = {
+            k: v
+            for k, v in state_dict.items()
+            if k.removeprefix("module.") in own or not k.removeprefix("module.").startswith(FROZEN_OFFICIAL_PREFIXES)
+        }
+        return super().learner_state(learner, kept, source)
+
+    def adapt_checkpoint(self, name: str, checkpoint: dict[str, Any], path: str) -> dict[str, Any]:
+        """Ours only: an official file's optimizer state covers the whole model, which is not mapped."""
+        if checkpoint["state_dict"].keys() != self._models[name].state_dict().keys():
+            raise ConfigError(
+                f"{path} is not a checkpoint of ours (an official one?): training cannot resume from it; "
+                "evaluate it with --eval-only --model-dir, or train into another --output-dir"
+            )
+        return checkpoint
+
+
+class IndependentPromptTrainer(DeepPromptTrainer):
+    """IVLP, VPT, PromptSRC: prompts drawn inside CLIP's construction, passed to ``model_factory`` as ``init``."""
+
+    def construct_clip(self, state_dict: dict[str, Tensor]) -> CLIP:
+        """CLIP, with the prompts the official CLIP constructor draws among its own draws."""
+        clip_model, self._prompt_init = construct_with_prompts(state_dict, PromptShape.of(self.settings))
+        return clip_model
+
+    def make_model(self, classnames: list[str], clip_model: CLIP) -> nn.Module:
+        return type(self).model_factory(self.cfg, classnames, clip_model, self._prompt_init)

@@ -1,0 +1,264 @@
+"""PromptSRC (Khattak et al., ICCV 2023): IVLP's deep prompts, regulated towards the frozen CLIP, with
+Gaussian prompt aggregation (GPA) over the epochs.
+
+Official code: github muzairkhattak/PromptSRC, trainers/promptsrc.py. Loss = cross-entropy
++ TEXT_LOSS_WEIGHT * L1(prompted class features, mean frozen features of 60 templates)
++ IMAGE_LOSS_WEIGHT * L1(prompted image features, frozen image features)
++ KL(frozen logits || prompted logits) summed and divided by the number of logits.
+GPA: at the end of epoch e the model state is weighted by w_e ~ N(e; GPA_MEAN, GPA_STD) (normalised
+over the epochs) and summed; after the last epoch the sum replaces the model, frozen CLIP included (its
+weights become sum_e w_e * W, W up to rounding), as in the official code.
+
+Not as the official code: the frozen image features come from the same frozen CLIP (the official code
+builds two more copies, one fp32 for the template features, one in the run's dtype); the GPA sum is saved
+in the checkpoints, so a resumed run still aggregates the epochs before it (the official sum is lost on
+resume and the resumed run then never aggregates).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from yacs.config import CfgNode
+
+from clip import clip
+from clip.model import CLIP
+from dassl.engine import TRAINER_REGISTRY
+
+from .base import ConfigError
+from .deep_prompts import IndependentInit
+from .ivlp import IVLP, IndependentPrompts, IVLPModel, ivlp_node
+from .prompts import class_name
+from .replay import replay_clip_construction
+
+# OpenAI's ImageNet prompt-engineering templates, as PromptSRC uses them: 60 of the 80, in this order
+# (the order fixes the rounding of their mean).
+TEMPLATES = tuple(
+    t + "."
+    for t in (
+        "a photo of a {}|a bad photo of a {}|a photo of many {}|a sculpture of a {}|a photo of the hard to see {}|"
+        "a low resolution photo of the {}|a rendering of a {}|graffiti of a {}|a bad photo of the {}|"
+        "a cropped photo of the {}|a tattoo of a {}|the embroidered {}|a photo of a hard to see {}|"
+        "a bright photo of a {}|a photo of a clean {}|a photo of a dirty {}|a dark photo of the {}|"
+        "a drawing of a {}|a photo of my {}|the plastic {}|a photo of the cool {}|a close-up photo of a {}|"
+        "a black and white photo of the {}|a painting of the {}|a painting of a {}|a pixelated photo of the {}|"
+        "a sculpture of the {}|a bright photo of the {}|a cropped photo of a {}|a plastic {}|"
+        "a photo of the dirty {}|a jpeg corrupted photo of a {}|a blurry photo of the {}|a photo of the {}|"
+        "a good photo of the {}|a rendering of the {}|a {} in a video game|a photo of one {}|a doodle of a {}|"
+        "a close-up photo of the {}|the origami {}|the {} in a video game|a sketch of a {}|a doodle of the {}|"
+        "a origami {}|a low resolution photo of a {}|the toy {}|a rendition of the {}|a photo of the clean {}|"
+        "a photo of a large {}|a rendition of a {}|a photo of a nice {}|a photo of a weird {}|"
+        "a blurry photo of a {}|a cartoon {}|art of a {}|a sketch of the {}|a embroidered {}|"
+        "a pixelated photo of a {}|itap of the {}"
+    ).split("|")
+)
+# Few-shot GPA of the datasets the official few-shot config names in a comment (the others: the file's).
+_FEW_SHOT_GPA = {"GPA_MEAN": 45, "GPA_STD": 5}
+_FEW_SHOT_GPA_DATASETS = ("StanfordCars", "OxfordFlowers", "FGVCAircraft", "DescribableTextures", "EuroSAT")
+
+
+def promptsrc_node() -> CfgNode:
+    """``TRAINER.PROMPTSRC`` with the official defaults (the YAML files set the values used)."""
+    node = ivlp_node()
+    node.N_CTX_VISION = 4
+    node.N_CTX_TEXT = 4
+    node.TEXT_LOSS_WEIGHT = 25
+    node.IMAGE_LOSS_WEIGHT = 10
+    node.GPA_MEAN = 15  # the Gaussian over epochs 1..MAX_EPOCH that weights each epoch's model
+    node.GPA_STD = 1
+    return node
+
+
+def gpa_weights(mean: float, std: float, epochs: int) -> np.ndarray:
+    """Normalised Gaussian weights of epochs 1..epochs, computed as the official code (float64)."""
+    density = [(1 / (std * np.sqrt(2 * np.pi))) * np.exp(-0.5 * ((e - mean) / std) ** 2) for e in range(1, epochs + 1)]
+    weights = np.array(density)
+    return weights / sum(weights)
+
+
+def weighted_sum(values: list[Tensor], weights: np.ndarray) -> Tensor:
+    """sum_e weights[e] * values[e], accumulated as the official GPA does (in each tensor's dtype)."""
+    total = values[0] * weights[0]
+    for value, w in zip(values[1:], weights[1:], strict=True):
+        total = total + value * w
+    return total
+
+
+class Aggregate(nn.Module):
+    """The running GPA sum of the learner's tensors and the number of epochs in it (checkpointed)."""
+
+    def __init__(self, learner: nn.Module) -> None:
+        super().__init__()
+        self.keys = list(learner.state_dict())
+        for key, value in learner.state_dict().items():
+            self.register_buffer(self._name(key), torch.zeros_like(value))
+        self.register_buffer("epochs", torch.zeros((), dtype=torch.long))
+
+    @staticmethod
+    def _name(key: str) -> str:
+        return "sum__" + key.replace(".", "__")
+
+    def add(self, state: Mapping[str, Tensor], weight: float) -> None:
+        """Add the epoch's ``state`` weighted by ``weight`` (the first epoch starts the sum)."""
+        for key in self.keys:
+            weighted = state[key] * weight
+            total = getattr(self, self._name(key))
+            total.copy_(weighted if self.epochs == 0 else total + weighted)
+        self.epochs += 1
+
+    def state(self) -> dict[str, Tensor]:
+        return {key: getattr(self, self._name(key)).clone() for key in self.keys}
+
+
+class PromptSRCLearner(IndependentPrompts):
+    """IVLP's prompts under the official keys, plus the GPA sum (``gpa.*``, ours only)."""
+
+    def __init__(self, clip_model: CLIP, classnames: list[str], s: CfgNode, init: IndependentInit | None) -> None:
+        super().__init__(clip_model, classnames, s, init)
+        self.gpa = Aggregate(self)
+
+
+class PromptSRCModel(IVLPModel):
+    """IVLP's model plus the frozen class features (mean over the templates) its losses aim at."""
+
+    def __init__(self, clip_model: CLIP, learner: PromptSRCLearner, classnames: list[str]) -> None:
+        super().__init__(clip_model, learner)
+        # An fp32 text tower, as the official code's separate fp32 CLIP.
+        text_clip = clip_model if clip_model.dtype == torch.float32 else copy.deepcopy(clip_model).float()
+        with torch.no_grad():
+            features = [
+                text_clip.encode_text(torch.cat([clip.tokenize(t.format(class_name(c))) for c in classnames]))
+                for t in TEMPLATES
+            ]
+        self.register_buffer("fixed_embeddings", torch.stack(features, dim=1).mean(dim=1), persistent=False)
+
+
+def build_promptsrc(
+    cfg: CfgNode, classnames: list[str], clip_model: CLIP, init: IndependentInit | None = None
+) -> PromptSRCModel:
+    """PromptSRC around ``clip_model``; ``init``: the prompts drawn in CLIP's construction (else drawn here).
+
+    Draws, after the learner, what the official code's two more CLIP constructions draw.
+    """
+    learner = PromptSRCLearner(clip_model, classnames, cfg.TRAINER.PROMPTSRC, init)
+    for _ in range(2):
+        replay_clip_construction(clip_model)
+    return PromptSRCModel(clip_model, learner, classnames)
+
+
+def official_frozen_state(state_dict: Mapping[str, Tensor], learner_keys: set[str]) -> dict[str, Tensor]:
+    """The frozen CLIP tensors of an official checkpoint, under our CLIP's names (GPA changed them)."""
+    renames = (("image_encoder.", "visual."), ("text_encoder.", ""), ("logit_scale", "logit_scale"))
+    frozen = {}
+    for key, value in state_dict.items():
+        key = key.removeprefix("module.")
+        for old, new in renames:
+            if key.startswith(old) and key not in learner_keys:
+                frozen[new + key.removeprefix(old)] = value
+    return frozen
+
+
+@TRAINER_REGISTRY.register()
+class PromptSRC(IVLP):
+    """PromptSRC on Dassl's TrainerX, under the official name, node and model name (IVLP's learner)."""
+
+    NODE = "PROMPTSRC"
+    model_factory = staticmethod(build_promptsrc)
+    model: PromptSRCModel
+
+    @classmethod
+    def add_config(cls, cfg: CfgNode) -> None:
+        cfg.TRAINER.PROMPTSRC = promptsrc_node()
+
+    @classmethod
+    def dataset_settings(cls, dataset: str, task: str) -> dict[str, Any]:
+        if task == "FS" and dataset in _FEW_SHOT_GPA_DATASETS:
+            return {f"TRAINER.PROMPTSRC.{k}": v for k, v in _FEW_SHOT_GPA.items()}
+        return {}
+
+    def check_cfg(self, cfg: CfgNode) -> None:
+        super().check_cfg(cfg)
+        if cfg.TRAINER.PROMPTSRC.GPA_STD <= 0:
+            raise ConfigError(f"TRAINER.PROMPTSRC.GPA_STD must be positive, got {cfg.TRAINER.PROMPTSRC.GPA_STD}")
+
+    def after_build(self) -> None:
+        s = self.settings
+        self.gpa_weights = gpa_weights(s.GPA_MEAN, s.GPA_STD, self.cfg.OPTIM.MAX_EPOCH)
+
+    def compute_loss(self, image: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
+        s, model = self.settings, self.model
+        logit_scale = model.clip.logit_scale.exp()
+        text_features = model.text_features()
+        image_features = model.image_features(image)
+        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
+        text_features = text_features / text_features.norm(dim=-1, keepdim=True)
+        logits = logit_scale * image_features @ text_features.t()
+        fixed = model.fixed_embeddings / model.fixed_embeddings.norm(dim=-1, keepdim=True)
+        with torch.no_grad():
+            zs_features = model.clip.encode_image(image)
+            zs_features = zs_features / zs_features.norm(dim=-1, keepdim=True)
+            zs_logits = logit_scale * zs_features @ fixed.to(zs_features.dtype).t()
+        loss_text = F.l1_loss(text_features, fixed, reduction="mean") * s.TEXT_LOSS_WEIGHT
+        loss_image = F.l1_loss(image_features, zs_features, reduction="mean") * s.IMAGE_LOSS_WEIGHT
+        loss_logits = (
+            F.kl_div(F.log_softmax(logits, dim=1), F.log_softmax(zs_logits, dim=1), reduction="sum", log_target=True)
+            / logits.numel()
+        )
+        return F.cross_entropy(logits, label) + (loss_logits + loss_text + loss_image), logits
+
+    def forward_backward(self, batch: dict) -> dict[str, float]:
+        """The step, then at each epoch's end GPA: add the epoch's model, after the last one use the sum."""
+        summary = super().forward_backward(batch)
+        if (self.batch_idx + 1) == self.num_batches:
+            learner = self.model.learner
+            learner.gpa.add(learner.state_dict(), self.gpa_weights[self.epoch])
+            if self.epoch + 1 == self.cfg.OPTIM.MAX_EPOCH:
+                print("Using GPA model for final inference...")
+                self.apply_gpa()
+        return summary
+
+    def frozen_clip_keys(self) -> list[str]:
+        """Our CLIP's tensors the official model holds (and averages): all but the token embedding."""
+        return [k for k in self.model.clip.state_dict() if k != "token_embedding.weight"]
+
+    def apply_gpa(self) -> None:
+        """Replace the learner by the GPA sum and the frozen CLIP by its own weighted sum."""
+        learner = self.model.learner
+        learner.load_state_dict({**learner.state_dict(), **learner.gpa.state()})
+        self.average_frozen_clip()
+
+    def average_frozen_clip(self) -> None:
+        clip_model = self.model.clip
+        state = clip_model.state_dict()
+        weights = self.gpa_weights
+        averaged = {k: weighted_sum([state[k]] * len(weights), weights) for k in self.frozen_clip_keys()}
+        clip_model.load_state_dict({**state, **averaged})
+
+    def learner_state(self, learner: nn.Module, state_dict: Mapping[str, Tensor], source: str) -> dict[str, Tensor]:
+        """Ours, or an official file: its GPA sum is not saved (zeros, none aggregated); its frozen CLIP,
+        averaged by GPA at the end of its run, is kept to load into ours (``load_model``)."""
+        own = learner.state_dict()
+        state = {k.removeprefix("module."): v for k, v in state_dict.items()}
+        self._official_frozen = None
+        if not any(k.startswith("gpa.") for k in state):
+            state.update({k: torch.zeros_like(v) for k, v in own.items() if k.startswith("gpa.")})
+            self._official_frozen = official_frozen_state(state, set(own))
+        return super().learner_state(learner, state, source)
+
+    def load_model(self, directory: str, epoch: int | None = None) -> None:
+        """As the base; a model saved after GPA also gets GPA's frozen CLIP, as the official code loads it."""
+        super().load_model(directory, epoch)
+        if not directory:
+            return
+        if self._official_frozen:
+            clip_model = self.model.clip
+            clip_model.load_state_dict({**clip_model.state_dict(), **self._official_frozen})
+        elif int(self.model.learner.gpa.epochs) == self.cfg.OPTIM.MAX_EPOCH:
+            self.average_frozen_clip()
+
