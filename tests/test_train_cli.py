@@ -44,7 +44,7 @@ def test_task_on_the_command_line_selects_the_dataset_settings() -> None:
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--trainer", "MMRLx", "--dataset-config-file", DTD], "unknown trainer 'MMRLx'.*available: MMRL, MMRLpp"),
+        (["--trainer", "MMRLx", "--dataset-config-file", DTD], "unknown trainer 'MMRLx'.*available: .*MMRL, MMRLpp, "),
         (["--trainer", "MMRL", "--dataset-config-file", "configs/datasets/nope.yaml"], "nope.yaml: no such file"),
         (["--trainer", "MMRL", "--dataset-config-file", DTD, "OPTIM.NOPE", "1"], "Non-existent key: OPTIM.NOPE"),
         (["--trainer", "MMRL", "--dataset-config-file", DTD, "OPTIM.LR"], "KEY VALUE pairs"),

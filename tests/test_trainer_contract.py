@@ -44,10 +44,13 @@ def setup(tmp_path_factory) -> tuple[str, str]:
 
 
 def base2new_config(trainer: str) -> tuple[str, list[str]]:
+    """The method's base-to-novel config and options; for a few-shot-only method, its 16-shot one."""
     with open(osp.join(REPO, "configs", "trainers", trainer, "protocols.yaml")) as f:
-        entry = yaml.safe_load(f)["base2new"]
+        protocols = yaml.safe_load(f)
+    entry = protocols.get("base2new") or protocols["few_shot"]
+    config = entry["config"] if isinstance(entry["config"], str) else entry["config"][max(entry["config"])]
     opts = [str(v) for v in entry.get("opts", [])]
-    return osp.join(REPO, "configs", "trainers", trainer, f"{entry['config']}.yaml"), opts
+    return osp.join(REPO, "configs", "trainers", trainer, f"{config}.yaml"), opts
 
 
 def tiny_opts(setup: tuple[str, str], output_dir: str) -> list[str]:

@@ -44,7 +44,7 @@ def _rules() -> list[tuple[str, Callable[[Any], bool], str]]:
         ("OPTIM.WEIGHT_DECAY", lambda v: is_number(v) and v >= 0, "a number >= 0"),
         ("OPTIM.MOMENTUM", lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
         ("OPTIM.LR_SCHEDULER", lambda v: v in AVAI_SCHEDS, f"one of {', '.join(AVAI_SCHEDS)}"),
-        ("OPTIM.WARMUP_EPOCH", lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+        ("OPTIM.WARMUP_EPOCH", lambda v: is_int(v) and v >= -1, "an integer >= -1 (-1, the default, or 0: no warmup)"),
         ("OPTIM.WARMUP_TYPE", lambda v: v in ("constant", "linear"), "constant or linear"),
         ("OPTIM.WARMUP_CONS_LR", lambda v: is_number(v) and v > 0, "a number > 0"),
         ("DATALOADER.TRAIN_X.BATCH_SIZE", lambda v: is_int(v) and v >= 1, "an integer >= 1"),

@@ -27,6 +27,7 @@ from .torchtools import (
     load_checkpoint,
     load_pretrained_weights,
     resume_from_checkpoint,
+    save_atomic,
     save_checkpoint,
 )
 
@@ -58,5 +59,6 @@ __all__ = [
     "load_checkpoint",
     "load_pretrained_weights",
     "resume_from_checkpoint",
+    "save_atomic",
     "save_checkpoint",
 ]

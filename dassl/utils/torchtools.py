@@ -16,6 +16,7 @@ import torch.nn as nn
 from .tools import UserError, atomic_write, mkdir_if_missing
 
 __all__ = [
+    "save_atomic",
     "CheckpointError",
     "save_checkpoint",
     "load_checkpoint",
@@ -24,6 +25,21 @@ __all__ = [
     "count_num_param",
     "PickledObject",
 ]
+
+
+def save_atomic(obj: Any, fpath: str) -> None:
+    """``torch.save`` to a temp file renamed into place; a full disk is an ``OSError(ENOSPC)`` naming the file.
+
+    torch reports a failed write as a RuntimeError about stream positions; the OSError it hit is its context.
+    """
+    try:
+        with atomic_write(fpath, "wb") as f:
+            torch.save(obj, f)
+    except RuntimeError as e:
+        cause = e.__context__
+        if isinstance(cause, OSError) and cause.errno is not None:
+            raise OSError(cause.errno, cause.strerror, fpath) from e
+        raise
 
 
 def save_checkpoint(
@@ -43,8 +59,7 @@ def save_checkpoint(
         state["state_dict"] = OrderedDict((k.removeprefix("module."), v) for k, v in state["state_dict"].items())
 
     fpath = osp.join(save_dir, model_name or f"model.pth.tar-{state['epoch']}")
-    with atomic_write(fpath, "wb") as f:
-        torch.save(state, f)
+    save_atomic(state, fpath)
     print(f"Checkpoint saved to {fpath}")
 
     with atomic_write(osp.join(save_dir, "checkpoint")) as f:
@@ -92,6 +107,15 @@ def first_sentence(e: BaseException) -> str:
     return text.split(". ")[0]
 
 
+def _unpickler_reason(e: BaseException) -> str:
+    """torch's weights-only error is a page of advice; the line after "WeightsUnpickler error:" is the reason."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if line.endswith("WeightsUnpickler error:") and i + 1 < len(lines):
+            return lines[i + 1]
+    return first_sentence(e)
+
+
 class CheckpointError(UserError):
     """A checkpoint file that cannot be read (truncated by a full disk, corrupt, not a checkpoint)."""
 
@@ -120,6 +144,11 @@ def load_checkpoint(fpath: str) -> dict[str, Any]:
         with torch.serialization.safe_globals(_UPSTREAM_GLOBALS):
             return torch.load(fpath, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        if "GLOBAL" not in str(e):  # not a refused object (torch names it "GLOBAL ..."): the bytes are wrong
+            raise CheckpointError(
+                f"cannot read the checkpoint {fpath} (not a checkpoint: {_unpickler_reason(e)}): it is truncated or "
+                "corrupt. Delete it (a rerun continues from the checkpoint before) or point --model-dir elsewhere"
+            ) from e
         raise CheckpointError(
             f"refusing to read {fpath}: it pickles Python objects that are not weights ({first_sentence(e)}), "
             "which this loader never runs; it is not a checkpoint of this code, upstream Dassl or the official repos"

@@ -1,0 +1,53 @@
+"""Learnable parameters of every registered method at ViT-B/16, for README's methods table.
+
+Each method's model is built by its own registered factory, with its published base-to-novel config (else
+few-shot, 16 shots), on one random CLIP of ViT-B/16 shapes (built once, ~600 MB).
+
+    python benchmarks/param_counts.py
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from clip.model import CLIP, CLIPConfig  # noqa: E402
+from dassl.config import get_cfg_default  # noqa: E402
+from trainers.config import clip_trainers, extend_cfg  # noqa: E402
+
+VIT_B16 = CLIPConfig(512, 224, 12, 768, 16, 77, 49408, 512, 8, 12)
+CLASSES = [f"class {i}" for i in range(10)]
+
+
+def learnable(name: str, clip_model: CLIP) -> int:
+    cls = clip_trainers()[name]
+    folder = REPO / "configs" / "trainers" / name
+    protocols = yaml.safe_load((folder / "protocols.yaml").read_text())
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    cfg.merge_from_file(str(REPO / "configs" / "datasets" / "imagenet.yaml"))
+    entry = next(protocols[p] for p in ("base2new", "few_shot", "cross_datasets") if p in protocols)
+    config = entry["config"] if isinstance(entry["config"], str) else entry["config"][max(entry["config"])]
+    cfg.merge_from_file(str(folder / f"{config}.yaml"))
+    cfg.merge_from_list(["TRAINER.NAME", name, *[str(v) for v in entry.get("opts", [])]])
+    if cls.NODE and "PREC" in cfg.TRAINER.get(cls.NODE, {}):
+        cfg.TRAINER[cls.NODE].PREC = "fp32"
+    model = cls.model_factory(cfg, CLASSES, clip_model)
+    return sum(p.numel() for p in model.learner.parameters() if p.requires_grad)
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    clip_model = CLIP(VIT_B16).eval().requires_grad_(False)
+    counts = {name: learnable(name, clip_model) for name in sorted(clip_trainers())}
+    print("\n".join(f"{name:20s} {count:>12,}" for name, count in counts.items()))
+
+
+if __name__ == "__main__":
+    main()
