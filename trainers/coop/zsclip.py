@@ -1,0 +1,116 @@
+"""Zero-shot CLIP as CoOp's baselines: ``ZeroshotCLIP`` (one template per dataset) and
+``ZeroshotCLIP2`` (an ensemble of seven ImageNet templates, plus the dataset's own except on ImageNet).
+
+Nothing is trained (run with ``--eval-only``, no ``--model-dir``); both read CoOp's YAML files and
+have no config node of their own. As the official code, CLIP runs as built: fp16 on CUDA, fp32 on
+CPU. Logits are ``logit_scale.exp()`` times the cosine.
+
+The official ``ZeroshotCLIP2`` appends the dataset's template to its class-level template list in
+place, so in one process a second build (another dataset, or a test harness) ensembles the earlier
+datasets' templates too. Here every build starts from the seven templates.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from yacs.config import CfgNode
+
+from clip import clip
+from clip.model import CLIP
+from dassl.engine import TRAINER_REGISTRY
+
+from ..base import CLIPTrainer
+from ..prompts import DEFAULT_TEMPLATE, TEMPLATES, class_name
+
+# The seven ImageNet templates the CLIP paper selected for its ensemble (CoOp's ZeroshotCLIP2).
+ENSEMBLE_TEMPLATES = (
+    "itap of a {}.",
+    "a bad photo of the {}.",
+    "a origami {}.",
+    "a photo of the large {}.",
+    "a {} in a video game.",
+    "art of the {}.",
+    "a photo of the small {}.",
+)
+
+
+class ZeroshotModel(nn.Module):
+    """The frozen CLIP and the class features of its prompts (an empty ``learner``: nothing trained)."""
+
+    def __init__(self, clip_model: CLIP, prompts: list[list[str]]) -> None:
+        super().__init__()
+        self.clip = clip_model
+        self.learner = nn.Module()
+        self.prompts = prompts
+        self.register_buffer("text_features", torch.empty(0), persistent=False)
+
+    @torch.no_grad()
+    def encode_prompts(self) -> None:
+        """Normalised class features; with several templates, their mean renormalised (the official sums)."""
+        device = self.clip.logit_scale.device
+        features = []
+        for prompts in self.prompts:
+            text = self.clip.encode_text(clip.tokenize(prompts).to(device))
+            features.append(text / text.norm(dim=-1, keepdim=True))
+        if len(features) == 1:
+            self.text_features = features[0]
+            return
+        total: Tensor | int = 0
+        for text in features:
+            total = total + text
+        mean = total / len(features)
+        self.text_features = mean / mean.norm(dim=-1, keepdim=True)
+
+    def forward(self, image: Tensor) -> Tensor:
+        """Logits against the stored (already normalised) class features."""
+        image_features = self.clip.encode_image(image.type(self.clip.dtype))
+        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
+        return self.clip.logit_scale.exp() * image_features @ self.text_features.t()
+
+
+def dataset_templates(dataset: str, ensemble: bool) -> list[str]:
+    """The dataset's template, or the ensemble (plus the dataset's template except on ImageNet)."""
+    own = TEMPLATES.get(dataset, DEFAULT_TEMPLATE)
+    if not ensemble:
+        return [own]
+    return [*ENSEMBLE_TEMPLATES, *([] if dataset == "ImageNet" else [own])]
+
+
+def build_zeroshot(cfg: CfgNode, classnames: list[str], clip_model: CLIP, ensemble: bool = False) -> ZeroshotModel:
+    """Zero-shot CLIP with the dataset's template (or the ensemble)."""
+    templates = dataset_templates(cfg.DATASET.NAME, ensemble)
+    prompts = [[t.format(class_name(name)) for name in classnames] for t in templates]
+    if ensemble:
+        print(f"Prompt ensembling (n={len(templates)})")
+    else:
+        print(f"Prompts: {prompts[0]}")
+    return ZeroshotModel(clip_model, prompts)
+
+
+def build_zeroshot_ensemble(cfg: CfgNode, classnames: list[str], clip_model: CLIP) -> ZeroshotModel:
+    """Zero-shot CLIP with the template ensemble."""
+    return build_zeroshot(cfg, classnames, clip_model, ensemble=True)
+
+
+@TRAINER_REGISTRY.register()
+class ZeroshotCLIP(CLIPTrainer):
+    """Zero-shot CLIP with CoOp's per-dataset template."""
+
+    TRAINABLE = False
+    model_factory = staticmethod(build_zeroshot)
+
+    def after_build(self) -> None:
+        self.model.encode_prompts()
+
+    @property
+    def text_features(self) -> Tensor:
+        """The class features, where the official trainer keeps them."""
+        return self.model.text_features
+
+
+@TRAINER_REGISTRY.register()
+class ZeroshotCLIP2(ZeroshotCLIP):
+    """Zero-shot CLIP with the template ensemble."""
+
+    model_factory = staticmethod(build_zeroshot_ensemble)
