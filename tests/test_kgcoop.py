@@ -1,0 +1,155 @@
+"""KgCoOp: a seeded run against numbers of the official implementation, its config node, its checkpoints."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+from tiny import tiny_clip_config
+
+from clip.model import CLIP
+from dassl.config import get_cfg_default
+from trainers.base import ConfigError
+from trainers.config import extend_cfg
+from trainers.coop.coop import coop_node
+from trainers.kgcoop import KgCoOp
+
+CLASSNAMES = ["banded", "blotchy", "braided", "bubbly", "chequered"]
+
+# Produced by the OFFICIAL KgCoOp (github htyao89/KgCoOp @ c43ccc3, trainers/kgcoop.py on upstream Dassl,
+# CPU, fp32: its second CLIP patched from .cuda() to .float()) on exactly the setup below: same tiny CLIP
+# file, DTD templates, seed 7 before the trainer is built, the three batches drawn from the global generator
+# after the build (so its build-time draws are checked too), then its model_inference on two more images.
+# Script: /work/parity/kgcoop/pin_official.py. Per step: loss, acc, lr after the step.
+OFFICIAL = {
+    # official CTX_INIT True (any truthy value means "a photo of a"), N_CTX 16 ignored
+    "init_words": {
+        "steps": [[2.412311315536499, 50.0, 0.01],
+            [2.4607362747192383, 25.0, 0.005], [2.0856659412384033, 25.0, 0.005]],
+        "logits": [[-2.95089, -1.9733, -2.78872, -2.48362, -2.99778],
+            [-3.68523, -3.32737, -3.40645, -3.47559, -3.51063]],
+    },
+    # official CTX_INIT False, N_CTX 4: random context, drawn between the first CLIP and the unused modules
+    "random": {
+        "steps": [[3.708371639251709, 50.0, 0.01],
+            [2.686750888824463, 25.0, 0.005], [2.4791460037231445, 25.0, 0.005]],
+        "logits": [[-3.81028, -3.00215, -3.72775, -3.62779, -3.59566],
+            [-4.19269, -3.7922, -4.07368, -4.02661, -3.87575]],
+    },
+}  # fmt: skip
+
+
+class FixedClasses(KgCoOp):
+    """KgCoOp without a dataset: the class names are all the build needs."""
+
+    def build_data_loader(self) -> None:
+        self.dm = types.SimpleNamespace(dataset=types.SimpleNamespace(classnames=CLASSNAMES))
+        self.lab2cname = dict(enumerate(CLASSNAMES))
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("kgcoop") / "tiny.pt"
+    torch.manual_seed(123)
+    weights = CLIP(tiny_clip_config())
+    with torch.no_grad():
+        for p in weights.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    torch.save(weights.state_dict(), path)
+    return str(path)
+
+
+def make_trainer(tiny_path: str, *opts) -> FixedClasses:
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    cfg.merge_from_list(["TRAINER.NAME", "KgCoOp", "DATASET.NAME", "DescribableTextures", "INPUT.SIZE", (32, 32)])
+    cfg.merge_from_list(["MODEL.BACKBONE.PATH", tiny_path, "OPTIM.NAME", "sgd", "OPTIM.LR", 0.01])
+    cfg.merge_from_list(["OPTIM.LR_SCHEDULER", "cosine", "OPTIM.MAX_EPOCH", 2])
+    cfg.merge_from_list(["TRAINER.COOP.PREC", "fp32", "TRAINER.COOP.W", 8.0, *opts])
+    cfg.freeze()
+    torch.manual_seed(7)
+    return FixedClasses(cfg)
+
+
+@pytest.mark.parametrize(
+    "setting, opts",
+    [
+        ("init_words", ["TRAINER.COOP.CTX_INIT", "an image of", "TRAINER.COOP.N_CTX", 16]),
+        ("random", ["TRAINER.COOP.CTX_INIT", "", "TRAINER.COOP.N_CTX", 4]),
+    ],
+)
+def test_seeded_run_reproduces_the_official_implementation(tiny_path, setting, opts):
+    t = make_trainer(tiny_path, *opts)
+    assert t.model.learner.ctx.shape == (4, 64)
+    images = torch.randn(3, 4, 3, 32, 32)
+    labels = torch.tensor([[0, 1, 2, 3], [4, 0, 1, 2], [3, 4, 0, 1]])
+    t.set_model_mode("train")
+    t.num_batches, t.epoch = 2, 0
+    steps = []
+    for i in range(3):
+        t.batch_idx = i % 2
+        summary = t.forward_backward({"img": images[i], "label": labels[i]})
+        steps.append([summary["loss"], summary["acc"], t.get_current_lr()])
+    t.set_model_mode("eval")
+    with torch.no_grad():
+        logits = t.model_inference(torch.randn(2, 3, 32, 32))
+    expected = OFFICIAL[setting]
+    # Bit for bit on this machine; the tolerance only absorbs other CPUs' rounding.
+    assert [s[0] for s in steps] == pytest.approx([s[0] for s in expected["steps"]], rel=1e-5)
+    assert [s[1:] for s in steps] == [s[1:] for s in expected["steps"]]
+    assert logits.flatten().tolist() == pytest.approx(sum(expected["logits"], []), abs=1e-4)
+
+
+def test_add_config_adds_w_to_coops_node_and_keeps_its_keys():
+    cfg = get_cfg_default()
+    cfg.TRAINER.COOP = coop_node()
+    cfg.TRAINER.COOP.N_CTX = 7  # a CoOp value set before KgCoOp's add_config runs
+    KgCoOp.add_config(cfg)
+    assert cfg.TRAINER.COOP.N_CTX == 7 and cfg.TRAINER.COOP.W == 1.0
+    fresh = get_cfg_default()
+    KgCoOp.add_config(fresh)  # no CoOp node yet: created with CoOp's defaults
+    assert dict(fresh.TRAINER.COOP) == {**coop_node(), "W": 1.0}
+
+
+def test_official_checkpoint_loads_and_a_foreign_one_is_refused(tiny_path):
+    t = make_trainer(tiny_path, "TRAINER.COOP.CTX_INIT", "a photo of a")
+    learner = t.model.learner
+    ctx = torch.randn_like(learner.ctx)
+    official = {  # the official layout: unused frozen modules, token buffers of other classes
+        "ctx": ctx,
+        "bias_vectors": torch.zeros(1, 512),
+        "meta_net.linear1.weight": torch.zeros(512, 512),
+        "meta_net.linear1.bias": torch.zeros(512),
+        "token_prefix": torch.zeros(3, 1, 64),
+        "token_suffix": torch.zeros(3, 72, 64),
+    }
+    loaded = t.learner_state(learner, official, "official.pth")
+    assert torch.equal(loaded["ctx"], ctx)
+    assert torch.equal(loaded["token_suffix"], learner.token_suffix)  # rebuilt from this run's classes
+    with pytest.raises(ConfigError, match=r"missing keys \['ctx'\]"):
+        t.learner_state(learner, {"prompt_embeddings": ctx}, "other.pth")
+
+
+def test_class_token_position_other_than_end_is_refused(tiny_path):
+    with pytest.raises(ConfigError, match="CLASS_TOKEN_POSITION 'middle'.*end only"):
+        make_trainer(tiny_path, "TRAINER.COOP.CLASS_TOKEN_POSITION", "middle")
+
+
+def test_resuming_from_an_official_folder_keeps_ctx_and_its_momentum(tiny_path):
+    t = make_trainer(tiny_path, "TRAINER.COOP.CTX_INIT", "a photo of a")
+    ctx = torch.randn_like(t.model.learner.ctx)
+    momentum = torch.randn_like(ctx)
+    group = {"lr": 0.002, "momentum": 0.9, "dampening": 0, "weight_decay": 5e-4, "nesterov": False}
+    official = {  # upstream Dassl's file: one group over ctx, bias_vectors, meta_net weight and bias
+        "state_dict": {"ctx": ctx, "bias_vectors": torch.zeros(1, 512), "token_prefix": torch.zeros(3, 1, 64),
+                       "token_suffix": torch.zeros(3, 72, 64), "meta_net.linear1.weight": torch.zeros(512, 512),
+                       "meta_net.linear1.bias": torch.zeros(512)},
+        "optimizer": {"state": {0: {"momentum_buffer": momentum}}, "param_groups": [{**group, "params": [0, 1, 2, 3]}]},
+        "epoch": 2,
+    }  # fmt: skip
+    adapted = t.adapt_checkpoint("prompt_learner", official, "official.pth")
+    t.model.learner.load_state_dict(adapted["state_dict"])
+    t.optim.load_state_dict(adapted["optimizer"])
+    assert torch.equal(t.model.learner.ctx, ctx)
+    assert torch.equal(t.optim.state[t.model.learner.ctx]["momentum_buffer"], momentum)
