@@ -11,7 +11,7 @@ A method declares its settings in ``configs/trainers/<TRAINER>/protocols.yaml``:
     eval_only: true                                              # nothing to train (zero-shot)
 
     python scripts/protocol.py settings TRAINER PROTOCOL DATASET [SHOTS]
-        -> one line: CONFIG EVAL_ONLY(0|1) [KEY VALUE ...]
+        -> one line: CONFIG FOLDER EVAL_ONLY(0|1) [KEY VALUE ...]   (FOLDER: see run_folder)
     python scripts/protocol.py table PROTOCOL --methods A B --datasets x y --output OUT [--shots 1 2]
         -> the methods side by side, from the parse.txt files the protocol runs wrote
 
@@ -66,7 +66,7 @@ def settings(trainer: str, protocol: str, dataset: str, shots: int | None = None
             f"(it declares: {', '.join(declared) or 'none'})"
         )
     entry = data[protocol]
-    config = entry.get("imagenet") if dataset == "imagenet" and entry.get("imagenet") else entry["config"]
+    config = _config(entry, dataset)
     if isinstance(config, dict):
         if shots is None or shots not in config:
             raise ProtocolError(
@@ -79,6 +79,20 @@ def settings(trainer: str, protocol: str, dataset: str, shots: int | None = None
     if any(not v or re.search(r"\s", v) for v in opts):
         raise ProtocolError(f"{trainer} {protocol}: opts values must be non-empty and without spaces: {opts}")
     return str(config), bool(data.get("eval_only", False)), opts
+
+
+def _config(entry: dict, dataset: str) -> Any:
+    return entry.get("imagenet") if dataset == "imagenet" and entry.get("imagenet") else entry["config"]
+
+
+def run_folder(trainer: str, protocol: str, dataset: str, config: str) -> str:
+    """The config-level folder of a run: the config's name, as the official trees, except for a cross-dataset
+    run whose config is also the method's base-to-novel config for that dataset, which would share its
+    folder (base2new/train_base/imagenet/..., base2new/test_new/<dataset>/...) with the base-to-novel run."""
+    if protocol != "cross_datasets":
+        return config
+    base2new = load_protocols(trainer).get("base2new")
+    return f"{config}_cross_datasets" if base2new and _config(base2new, dataset) == config else config
 
 
 # ---- Tables: read parse.txt (parse_test_res.py's output) of each run folder.
@@ -139,7 +153,7 @@ def cross_datasets_table(methods: list[str], datasets: list[str], output: str) -
     for dataset in ["imagenet", *datasets]:
         cells = []
         for m in methods:
-            cfg = settings(m, "cross_datasets", dataset)[0]
+            cfg = run_folder(m, "cross_datasets", dataset, settings(m, "cross_datasets", dataset)[0])
             phase = "train_base" if dataset == "imagenet" else "test_new"
             acc = mean_accuracy(osp.join(output, "base2new", phase, dataset, "shots_16", m, cfg))
             if acc is not None and dataset != "imagenet":
@@ -191,7 +205,8 @@ def main(argv: list[str]) -> None:
     args = p.parse_args(argv)
     if args.command == "settings":
         config, eval_only, opts = settings(args.trainer, args.protocol, args.dataset, args.shots)
-        print(" ".join([config, "1" if eval_only else "0", *opts]))
+        folder = run_folder(args.trainer, args.protocol, args.dataset, config)
+        print(" ".join([config, folder, "1" if eval_only else "0", *opts]))
         return
     title = {"base2new": "Base-to-novel", "cross_datasets": "Cross-dataset", "few_shot": "Few-shot"}[args.protocol]
     seeds = f", mean over seeds {args.seeds}" if args.seeds else ""

@@ -57,12 +57,13 @@ summarize() {
     "$PYTHON" "$REPO/parse_test_res.py" "$1"
 }
 
-# protocol_settings TRAINER PROTOCOL DATASET [SHOTS]: sets CFG, EVAL_ONLY (0|1) and PROTO_OPTS (an
-# array of KEY VALUE options) from the method's protocols.yaml; stops with its error otherwise.
+# protocol_settings TRAINER PROTOCOL DATASET [SHOTS]: sets CFG (the config file), FOLDER (the run folder's
+# config level: CFG, or CFG_cross_datasets where a cross-dataset run would share a base-to-novel run's
+# folder), EVAL_ONLY (0|1) and PROTO_OPTS (KEY VALUE options) from the method's protocols.yaml.
 protocol_settings() {
     local line rest
     line=$("$PYTHON" "$REPO/scripts/protocol.py" settings "$@") || exit 1
-    read -r CFG EVAL_ONLY rest <<< "$line"
+    read -r CFG FOLDER EVAL_ONLY rest <<< "$line"
     read -r -a PROTO_OPTS <<< "$rest"
 }
 
@@ -110,7 +111,7 @@ cross_datasets_train() {
     local trainer=$1 seed
     shift
     protocol_settings "$trainer" cross_datasets imagenet
-    local dir=$OUTPUT/base2new/train_base/imagenet/shots_16/$trainer/$CFG
+    local dir=$OUTPUT/base2new/train_base/imagenet/shots_16/$trainer/$FOLDER
     for seed in $SEEDS; do
         # shellcheck disable=SC2046
         run "$trainer" imagenet "$CFG" "$seed" "$dir/seed$seed" $(train_flags) \
@@ -123,9 +124,10 @@ cross_datasets_train() {
 cross_datasets_test() {
     local trainer=$1 dataset=$2 seed
     shift 2
+    protocol_settings "$trainer" cross_datasets imagenet
+    local model=$OUTPUT/base2new/train_base/imagenet/shots_16/$trainer/$FOLDER
     protocol_settings "$trainer" cross_datasets "$dataset"
-    local dir=$OUTPUT/base2new/test_new/$dataset/shots_16/$trainer/$CFG
-    local model=$OUTPUT/base2new/train_base/imagenet/shots_16/$trainer/$CFG
+    local dir=$OUTPUT/base2new/test_new/$dataset/shots_16/$trainer/$FOLDER
     for seed in $SEEDS; do
         # shellcheck disable=SC2046
         run "$trainer" "$dataset" "$CFG" "$seed" "$dir/seed$seed" $(test_flags "$model/seed$seed") \
@@ -164,11 +166,13 @@ methods_of() {
     done
 }
 
-# table PROTOCOL "METHODS" DATASET...: the methods side by side (scripts/protocol.py table).
+# table PROTOCOL "METHODS" DATASET...: the methods side by side (scripts/protocol.py table), then the
+# report of the whole output tree (report.md / .csv / .tex, few-shot curves) by tools.report.
 table() {
     local protocol=$1 methods=$2
     shift 2
     # shellcheck disable=SC2086
     "$PYTHON" "$REPO/scripts/protocol.py" table "$protocol" --methods $methods --datasets "$@" \
         --output "$OUTPUT" --shots $SHOTS --seeds "$SEEDS"
+    PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m tools.report "$OUTPUT"
 }

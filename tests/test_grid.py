@@ -50,6 +50,12 @@ def test_plan_matches_the_protocol_scripts(tmp_path):
     cd = plan("cross_datasets", ["MMRL"], ["eurosat"], [2], [], str(tmp_path))
     assert cd[1].after == cd[0].output_dir
     assert cd[0].args[-4:] == ["TRAINER.MMRL.REG_WEIGHT", "0.2", "TRAINER.MMRL.REP_DIM", "512"]
+    # A method whose cross-dataset config is its base-to-novel one gets its own folder (no shared results).
+    b2n = plan("base2new", ["MaskedMHAAdapter"], ["imagenet"], [1], [], str(tmp_path))
+    xd = plan("cross_datasets", ["MaskedMHAAdapter"], ["dtd"], [1], [], str(tmp_path))
+    assert b2n[0].output_dir.endswith("train_base/imagenet/shots_16/MaskedMHAAdapter/vit_b16/seed1")
+    assert xd[0].output_dir.endswith("train_base/imagenet/shots_16/MaskedMHAAdapter/vit_b16_cross_datasets/seed1")
+    assert "configs/trainers/MaskedMHAAdapter/vit_b16.yaml" in " ".join(xd[0].args)
     fs = plan("few_shot", ["MMRLpp"], ["dtd"], [1, 2], [1, 4], str(tmp_path))
     assert len(fs) == 4 and fs[-1].output_dir.endswith("few_shot/dtd/shots_4/MMRLpp/vit_b16_few_shot/seed2")
 

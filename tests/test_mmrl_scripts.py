@@ -28,6 +28,7 @@ STUB = r"""#!/bin/bash
 script=$(basename "$1")
 if [ "$script" = protocol.py ]; then exec "$REAL_PYTHON" "$@"; fi
 printf '%s\n' "$*" >> "$STUB_LOG"
+if [ "$script" = -m ]; then exit 0; fi
 shift
 if [ "$script" = train.py ]; then
     prev=
@@ -158,6 +159,7 @@ def test_methods_side_by_side(stub, tmp_path):
     commands, out = stub("base_to_novel.sh", "MMRL,MMRLpp", DATASETS="dtd", SEEDS="1")
     trainers = [c.split("--trainer ")[1].split()[0] for c in commands if "train.py" in c]
     assert trainers == ["MMRL", "MMRL", "MMRLpp", "MMRLpp"]  # train base + test new, method by method
+    assert commands[-1] == "-m tools.report O"  # the report of the whole tree ends the script
     assert "MMRL base" in out and "MMRLpp base" in out
     # One seed folder each, except MMRLpp's new-class test, removed: its novel and HM cells are empty.
     (tmp_path / "out/base2new/test_new/dtd/shots_16/MMRLpp/vit_b16/parse.txt").unlink()

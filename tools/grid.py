@@ -28,7 +28,7 @@ from dassl.utils import UserError, atomic_write
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(REPO, "scripts"))
-from protocol import ProtocolError, settings  # noqa: E402  (scripts/protocol.py, shared with the shell scripts)
+from protocol import ProtocolError, run_folder, settings  # noqa: E402  (scripts/protocol.py, shared with the shell scripts)
 
 DONE = "grid.done"
 
@@ -86,14 +86,17 @@ def plan(protocol: str, methods: Iterable[str], datasets: Iterable[str], seeds: 
                         [*common, "DATASET.SUBSAMPLE_CLASSES", "new", *opts]), test_dir, after=train_dir))  # fmt: skip
             elif protocol == "cross_datasets":
                 cfg, eval_only, opts = settings(method, protocol, "imagenet")
-                model = osp.join(output, "base2new", "train_base", "imagenet", "shots_16", method, cfg, f"seed{seed}")
+                folder = run_folder(method, protocol, "imagenet", cfg)
+                model = osp.join(output, "base2new", "train_base", "imagenet", "shots_16", method, folder)
+                model = osp.join(model, f"seed{seed}")
                 common = ["DATASET.NUM_SHOTS", "16", "TASK", "CD"]
                 cells.append(Cell(f"{method}/imagenet/seed{seed}/train", _cell(
                     method, "imagenet", seed, cfg, model, ["--eval-only"] if eval_only else [],
                     [*common, *opts]), model))  # fmt: skip
                 for dataset in datasets:
                     cfg, eval_only, opts = settings(method, protocol, dataset)
-                    out = osp.join(output, "base2new", "test_new", dataset, "shots_16", method, cfg, f"seed{seed}")
+                    folder = run_folder(method, protocol, dataset, cfg)
+                    out = osp.join(output, "base2new", "test_new", dataset, "shots_16", method, folder, f"seed{seed}")
                     flags = ["--eval-only"] if eval_only else ["--model-dir", model, "--eval-only"]
                     cells.append(Cell(f"{method}/{dataset}/seed{seed}/test", _cell(
                         method, dataset, seed, cfg, out, flags, [*common, *opts]), out, after=model))  # fmt: skip

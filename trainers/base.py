@@ -37,6 +37,8 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import UserError, load_checkpoint, load_pretrained_weights
 from dassl.utils.torchtools import first_sentence
 
+from .prompts import set_dataset_template
+
 TASKS = ("B2N", "FS", "CD")  # base-to-novel, few-shot, cross-dataset (and domain generalisation)
 SUBSAMPLES = ("all", "base", "new")
 PRECISIONS = ("fp16", "fp32", "amp")
@@ -192,6 +194,8 @@ class CLIPTrainer(TrainerX):
     def build_model(self) -> None:
         cfg = self.cfg
         self.prec = self.precision()
+        if getattr(self.dm.dataset, "template", ""):  # a dataset that brings its own prompt (ImageFolder)
+            set_dataset_template(cfg.DATASET.NAME, self.dm.dataset.template)
         clip_model = self.build_clip()
         print(f"Building {cfg.TRAINER.NAME}")
         self.model = self.make_model(list(self.dm.dataset.classnames), clip_model)

@@ -33,7 +33,17 @@ def class_name(name: str) -> str:
     return name.replace("_", " ")
 
 
+# Templates a dataset brings itself (ImageFolder's DATASET.FOLDER.TEMPLATE), set at build time by the
+# trainer; they win over every method's table, as the user asked for them.
+_DATASET_TEMPLATES: dict[str, str] = {}
+
+
+def set_dataset_template(dataset: str, template: str) -> None:
+    """Prompt every class of ``dataset`` with ``template`` (one "{}"), whatever the method's own table says."""
+    _DATASET_TEMPLATES[dataset] = template
+
+
 def class_prompts(dataset: str, classnames: Sequence[str], templates: Mapping[str, str] = TEMPLATES) -> list[str]:
     """One prompt per class from the dataset's template."""
-    template = templates.get(dataset, DEFAULT_TEMPLATE)
+    template = _DATASET_TEMPLATES.get(dataset) or templates.get(dataset, DEFAULT_TEMPLATE)
     return [template.format(class_name(name)) for name in classnames]
