@@ -127,6 +127,17 @@ def test_base_to_novel_means_std_hm_average_and_paper(b2n_tree, capsys):
     assert "\\begin{tabular}" in tex and "82.00 $\\pm$ 1.63" in tex and "71.00 $\\pm$ 1.00$^\\dagger$" in tex
 
 
+def test_base_to_novel_picture(b2n_tree):
+    pytest.importorskip("matplotlib")
+    report.main([str(b2n_tree)])
+    points = report.base_to_novel_points(report.results_of(*report.collect_runs(str(b2n_tree)), None, 3.0))
+    assert points["MMRL"]["dtd"] == pytest.approx((82, 61, 2 * 82 * 61 / 143))
+    assert points["MMRL"]["average"] == pytest.approx((242 / 3, 191 / 3, 2 * 242 * 191 / 3 / 433))
+    assert "average" not in points["CoOp"]  # one dataset: no average bar
+    for ext, magic in (("png", b"\x89PNG"), ("pdf", b"%PDF")):
+        assert (b2n_tree / f"base_to_novel.{ext}").read_bytes().startswith(magic)
+
+
 def test_expected_seeds_given_and_outlier_threshold(b2n_tree):
     report.main([str(b2n_tree), "--seeds", "1", "2", "3", "4", "--outlier-points", "8", "--out", str(b2n_tree / "r")])
     md = (b2n_tree / "r" / "report.md").read_text()

@@ -2,8 +2,9 @@
 
     python -m tools.report OUTPUT_DIR [--out DIR] [--seeds 1 2 3] [--outlier-points 3]
 
-Writes ``report.md``, ``report.csv`` and ``report.tex`` (and ``few_shot.png`` / ``few_shot.pdf``
-when matplotlib is installed: ``pip install -e ".[plots]"``) into OUTPUT_DIR or ``--out``.
+Writes ``report.md``, ``report.csv`` and ``report.tex`` (and ``few_shot.png`` / ``.pdf`` and
+``base_to_novel.png`` / ``.pdf`` when matplotlib is installed: ``pip install -e ".[plots]"``) into
+OUTPUT_DIR or ``--out``.
 
 Runs are the ``seed<S>`` folders of the protocol layout (scripts/protocols.sh, the official one)::
 
@@ -704,14 +705,81 @@ def plot_few_shot(res: Results, out_dir: str) -> list[str]:
                 labels.append(lab)
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return _save_figure(fig, out_dir, "few_shot")
+
+
+def _save_figure(fig: Any, out_dir: str, stem: str) -> list[str]:
+    """``<stem>.png`` and ``<stem>.pdf``, each written atomically; the figure is closed."""
+    import matplotlib.pyplot as plt
+
     written = []
     for ext in ("png", "pdf"):
-        path = osp.join(out_dir, f"few_shot.{ext}")
+        path = osp.join(out_dir, f"{stem}.{ext}")
         with atomic_write(path, "wb") as f:
             fig.savefig(f, format=ext, dpi=150)
         written.append(path)
     plt.close(fig)
     return written
+
+
+def base_to_novel_points(res: Results) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """method -> dataset (and "average" over the datasets it has both phases of) -> (base, novel, HM)."""
+    points: dict[str, dict[str, tuple[float, float, float]]] = {}
+    for m in res.methods("base2new"):
+        pairs = {}
+        for d in res.datasets("base2new"):
+            b, n = res.get("base2new", m, d, "base"), res.get("base2new", m, d, "novel")
+            if b and n:
+                pairs[d] = (b.mean, n.mean)
+        if not pairs:
+            continue
+        rows = {d: (b, n, harmonic_mean(b, n)) for d, (b, n) in pairs.items()}
+        if len(pairs) > 1:
+            base = sum(b for b, _ in pairs.values()) / len(pairs)
+            novel = sum(n for _, n in pairs.values()) / len(pairs)
+            rows["average"] = (base, novel, harmonic_mean(base, novel))
+        points[m] = rows
+    return points
+
+
+def plot_base_to_novel(res: Results, out_dir: str) -> list[str]:
+    """Base, novel and HM accuracy as grouped bars (one group per dataset, one bar per method)."""
+    points = base_to_novel_points(res)
+    if not points:
+        return []
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(PLOT_HINT.replace("few-shot", "base-to-novel"))
+        return []
+    groups = [d for d in [*res.datasets("base2new"), "average"] if any(d in rows for rows in points.values())]
+    methods = list(points)
+    width = 0.8 / len(methods)
+    fig, axes = plt.subplots(1, 3, figsize=(max(9.0, 1.1 * len(groups) * 3), 3.2), squeeze=False)
+    for k, (ax, title) in enumerate(zip(axes.flat, ("Base", "Novel", "HM"))):
+        for i, m in enumerate(methods):
+            xs = [g + (i - (len(methods) - 1) / 2) * width for g, d in enumerate(groups) if d in points[m]]
+            ys = [points[m][d][k] for d in groups if d in points[m]]
+            ax.bar(xs, ys, width=width, label=m)
+        ax.set_xticks(range(len(groups)), [DISPLAY.get(d, d) for d in groups], rotation=30, ha="right", fontsize=7)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("accuracy (%)", fontsize=8)
+        ax.set_ylim(0, 100)
+        ax.grid(axis="y", alpha=0.3)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return _save_figure(fig, out_dir, "base_to_novel")
+
+
+def results_of(runs: list[Run], notes: list[str], seeds: Sequence[int] | None, outlier_points: float) -> Results:
+    """The runs classified by protocol and phase, named and grouped into cells."""
+    classify(runs)
+    name_methods(runs)
+    return aggregate(runs, notes, seeds, outlier_points)
 
 
 def make_report(
@@ -726,9 +794,7 @@ def make_report(
             f"no finished runs under {root}: expected seed<S> folders in base2new/train_base/..., "
             "base2new/test_new/... or few_shot/... holding metrics.json or a log.txt with a result"
         )
-    classify(runs)
-    name_methods(runs)
-    res = aggregate(runs, notes, seeds, outlier_points)
+    res = results_of(runs, notes, seeds, outlier_points)
     tables = build_tables(res)
     flag_lines = flags(res)
     out_dir = out_dir or root
@@ -742,7 +808,7 @@ def make_report(
         with atomic_write(path) as f:
             f.write(text)
         written.append(path)
-    written += plot_few_shot(res, out_dir)
+    written += plot_few_shot(res, out_dir) + plot_base_to_novel(res, out_dir)
     print(f"{len(runs)} runs, {len(flag_lines)} flags; wrote {', '.join(written)}")
     return written
 
