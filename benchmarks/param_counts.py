@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from yacs.config import CfgNode
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -25,20 +26,25 @@ VIT_B16 = CLIPConfig(512, 224, 12, 768, 16, 77, 49408, 512, 8, 12)
 CLASSES = [f"class {i}" for i in range(10)]
 
 
-def learnable(name: str, clip_model: CLIP) -> int:
+def config_for(name: str, dataset: str = "imagenet") -> CfgNode:
+    """The method's published base-to-novel config (else few-shot, 16 shots) on ``dataset``, in fp32."""
     cls = clip_trainers()[name]
     folder = REPO / "configs" / "trainers" / name
     protocols = yaml.safe_load((folder / "protocols.yaml").read_text())
     cfg = get_cfg_default()
     extend_cfg(cfg)
-    cfg.merge_from_file(str(REPO / "configs" / "datasets" / "imagenet.yaml"))
+    cfg.merge_from_file(str(REPO / "configs" / "datasets" / f"{dataset}.yaml"))
     entry = next(protocols[p] for p in ("base2new", "few_shot", "cross_datasets") if p in protocols)
     config = entry["config"] if isinstance(entry["config"], str) else entry["config"][max(entry["config"])]
     cfg.merge_from_file(str(folder / f"{config}.yaml"))
     cfg.merge_from_list(["TRAINER.NAME", name, *[str(v) for v in entry.get("opts", [])]])
     if cls.NODE and "PREC" in cfg.TRAINER.get(cls.NODE, {}):
         cfg.TRAINER[cls.NODE].PREC = "fp32"
-    model = cls.model_factory(cfg, CLASSES, clip_model)
+    return cfg
+
+
+def learnable(name: str, clip_model: CLIP) -> int:
+    model = clip_trainers()[name].model_factory(config_for(name), CLASSES, clip_model)
     return sum(p.numel() for p in model.learner.parameters() if p.requires_grad)
 
 

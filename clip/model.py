@@ -217,11 +217,18 @@ class CLIPConfig:
 
 
 class CLIP(nn.Module):
-    """ViT CLIP: ``visual`` image tower and a causal text tower whose parts sit at the top level."""
+    """ViT CLIP: ``visual`` image tower and a causal text tower whose parts sit at the top level.
+
+    ``cut_text`` (off by default): ``encode_text_embeddings`` runs the prompts only up to the longest
+    EOT. Under the causal mask no later position reaches an EOT, so the features are the same up to
+    float rounding, for a fraction of the work (CoOp's prompts are ~20 of 77 positions). Trainers
+    turn it on unless ``EXACT True`` asks for the official op order.
+    """
 
     def __init__(self, config: CLIPConfig) -> None:
         super().__init__()
         self.config = config
+        self.cut_text = False
         self.context_length = config.context_length
         self.visual = VisionTransformer(
             input_resolution=config.image_resolution,
@@ -292,6 +299,8 @@ class CLIP(nn.Module):
         The entry point of prompt learners (CoOp and its family), which replace some embeddings by
         learned vectors; ``eot`` (N,) is the EOT position of each row (``tokens.argmax(-1)``).
         """
+        if self.cut_text:
+            embeddings = embeddings[:, : int(eot.max()) + 1]
         x = self.transformer(self.position_text(embeddings), causal=True, inject=inject)
         return self.pool_text(self.ln_final(x.permute(1, 0, 2)).to(self.dtype), eot)
 

@@ -1,4 +1,4 @@
-"""The demo end to end: world -> tiny CLIP -> zero-shot -> MMRL / MMRL++ base-to-novel -> table.
+"""The demo end to end: world -> tiny CLIP -> zero-shot -> MMRL / MMRL++ base-to-novel -> table, report, picture.
 
 Every MMRL number comes from the project's real command line (train.py, through ``demo.launch``
 which only registers the demo dataset, then parse_test_res.py) on a dataset in the real on-disk
@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 import torch
 import yaml
 from tqdm import tqdm
+
+from dassl.utils.tools import atomic_write
 
 from .dataset import DATASET_DIR, SPLIT_FILE
 from .pretrain import PretrainConfig, pretrained_weights
@@ -288,10 +290,20 @@ def run(settings: Settings, out: str, cache_dir: str | None, jobs: int) -> dict:
             f"{display_name(m)} vs zero-shot: base {row['base'] - zero_shot['base']:+.2f} (fused logits), "
             f"novel {row['new'] - zero_shot['new']:+.2f} (class-token logits only: decoupled inference)"
         )
+    from tools.report import make_report  # the report of the protocol scripts, on the demo's output tree
+
+    print("\nThe report of the output tree (what base_to_novel.sh ends with):")
+    report_files = make_report(os.path.join(demo.out, "output"), out_dir=demo.out)
     times = ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
     print(f"Times: {times}" + (" (tiny CLIP from the cache)" if cached else ""))
-    results = {"rows": rows, "timings": timings, "pretrain_cached": cached, "settings": dataclasses.asdict(settings)}
-    with open(os.path.join(demo.out, "results.json"), "w") as f:
+    results = {
+        "rows": rows,
+        "timings": timings,
+        "pretrain_cached": cached,
+        "settings": dataclasses.asdict(settings),
+        "report": [os.path.relpath(path, demo.out) for path in report_files],
+    }
+    with atomic_write(os.path.join(demo.out, "results.json")) as f:
         json.dump(results, f, indent=2)
     return results
 

@@ -82,3 +82,13 @@ def test_quick_demo_went_through_train_py_and_parse_test_res(quick_demo):
             assert "=> result" in log and "* accuracy:" in log
         checkpoints = out / "output" / "base2new" / "train_base" / "demo_shapes" / "shots_16" / method / "vit_b16"
         assert (checkpoints / "seed1" / "MultiModalRepresentationLearner" / "model.pth.tar-10").is_file()
+
+
+def test_quick_demo_ends_with_the_report_and_its_picture(quick_demo):
+    _, results, out = quick_demo
+    assert "base_to_novel.png" in results["report"] and (out / "base_to_novel.png").stat().st_size > 1000
+    # The report reads the same seed folders as parse_test_res.py: its MMRL row shows the same numbers.
+    row = next(line for line in (out / "report.md").read_text().splitlines() if "| MMRL |" in line)
+    base, novel = (float(cell) for cell in row.split("|")[3:5])  # | dataset | method | base | novel | ...
+    mmrl = results["rows"]["MMRL"]  # parse_test_res.py prints one decimal
+    assert (base, novel) == pytest.approx((mmrl["base"], mmrl["new"]), abs=0.051), row

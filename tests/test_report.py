@@ -23,12 +23,12 @@ def run_dir(root, *parts):
     return path
 
 
-def write_metrics(path, acc, *, task, subsample="all", split="test", rebuilt=False, selection="last"):
+def write_metrics(path, acc, *, task, subsample="all", split="test", rebuilt=False, selection="last", epoch=5):
     """A metrics.json as the engine writes it (only the fields the report reads matter)."""
     data = {
         "schema": 1, "accuracy": acc, "error": 100 - acc, "macro_f1": acc - 1, "per_class": [],
         "phase": {"subsample": subsample, "task": task, "split": split},
-        "model": {"selection": selection, "epoch": 5, "model_dir": None},
+        "model": {"selection": selection, "epoch": epoch, "model_dir": None},
         "split": {"rebuilt": rebuilt, "source": "rebuilt here" if rebuilt else None},
     }  # fmt: skip
     with open(os.path.join(path, "metrics.json"), "w") as f:
@@ -110,7 +110,7 @@ def test_base_to_novel_means_std_hm_average_and_paper(b2n_tree, capsys):
     base, novel = 242 / 3, 191 / 3
     std = math.sqrt(((80 - base) ** 2 + (242 / 3 - base) ** 2 + (244 / 3 - base) ** 2) / 3)
     assert md_row(md, "Average (3 datasets)", "MMRL", f"{base:.2f} ± {std:.2f}", f"{novel:.2f} ± 0.47",
-                  f"{2 * base * novel / (base + novel):.2f}")  # fmt: skip
+                  f"{2 * base * novel / (base + novel):.2f}", "-", "-", "-", "-")  # not the paper's 11  # fmt: skip
     # CoOp: seed 3 missing from base (†), seed 3 an outlier of novel (‡): 53 ± sqrt(38/3)
     assert md_row(md, "DTD", "CoOp", "71.00 ± 1.00†", "53.00 ± 3.56‡", f"{2 * 71 * 53 / 124:.2f}")
     assert "† missing seeds 3: Base-to-novel CoOp dtd base (has 1, 2)" in md
@@ -301,3 +301,42 @@ def test_paper_numbers_use_the_papers_method_names():
     assert paper_numbers.base_to_novel("MMRL", "eurosat") == (95.60, 80.17, 87.21)
     assert ("base_to_novel", "MMRL", "eurosat") in paper_numbers.SOURCES
     assert paper_numbers.cross_dataset("MMRL", "caltech101") is None  # not entered: shown as "-"
+
+
+def test_paper_average_only_beside_all_eleven_datasets_and_last_epoch_not_flagged(tmp_path):
+    datasets = report.BASE_TO_NOVEL_DATASETS
+    for i, dataset in enumerate(datasets):
+        tail = (dataset, "shots_16", "MMRL", "vit_b16", "seed1")
+        write_metrics(run_dir(tmp_path, B2N, "train_base", *tail), 80 + i, task="B2N", subsample="base")
+        # the official protocol: novel classes from --load-epoch 5, the last epoch; eurosat's from epoch 3
+        epoch = 3 if dataset == "eurosat" else 5
+        path = run_dir(tmp_path, B2N, "test_new", *tail)
+        write_metrics(path, 60, task="B2N", subsample="new", selection="epoch", epoch=epoch)
+    report.main([str(tmp_path)])
+    md = (tmp_path / "report.md").read_text()
+    base = sum(80 + i for i in range(11)) / 11  # 85.00
+    hm = 2 * base * 60 / (base + 60)
+    paper = (85.68, 77.16, 81.20)  # SPEC: MMRL's base-to-novel average
+    assert md_row(md, "Average", "MMRL", f"{base:.2f}", "60.00", f"{hm:.2f}", *map("{:.2f}".format, paper),
+                  f"{base - paper[0]:.2f}", f"{60 - paper[1]:.2f}", f"{hm - paper[2]:.2f}")  # fmt: skip
+    flagged = [line for line in md.splitlines() if "model of a given epoch" in line]
+    assert len(flagged) == 1 and "(3)" in flagged[0] and "/eurosat/" in flagged[0], flagged
+
+
+def test_every_entered_paper_number_has_a_source_and_consistent_hm():
+    from tools import paper_numbers
+
+    tables = {
+        "base_to_novel": paper_numbers.BASE_TO_NOVEL,
+        "cross_dataset": paper_numbers.CROSS_DATASET,
+        "domain_generalization": paper_numbers.DOMAIN_GENERALIZATION,
+    }
+    for table, rows in tables.items():
+        for method, datasets in rows.items():
+            for dataset in datasets:
+                assert (table, method, dataset) in paper_numbers.SOURCES, (table, method, dataset)
+    # A typing slip shows as an HM that is not the harmonic mean of the printed base and novel (to rounding).
+    for method, datasets in paper_numbers.BASE_TO_NOVEL.items():
+        for dataset, (base, novel, hm) in datasets.items():
+            assert abs(2 * base * novel / (base + novel) - hm) < 0.011, (method, dataset)
+    assert paper_numbers.base_to_novel("ZeroshotCLIP", "average") == (69.34, 74.22, 71.70)

@@ -134,3 +134,20 @@ def test_a_checkpoint_of_other_shapes_is_refused(name, setup, tmp_path):
     bad = {**state, key: torch.zeros(*[s + 1 for s in state[key].shape])}
     with pytest.raises(ConfigError, match=re.escape(key)):
         t.learner_state(t.model.learner, bad, "other.pth")
+
+
+@pytest.mark.parametrize("name", TRAINERS)
+def test_default_cuts_prompts_and_exact_gives_the_same_logits(name, setup, tmp_path):
+    """By default every CLIP in the model runs prompts only up to the longest EOT; ``EXACT True`` runs the
+    official 77 positions. Same initial state (same seed): the same logits up to float rounding."""
+    fast = build(name, setup, str(tmp_path / "fast"))
+    exact = build(name, setup, str(tmp_path / "exact"), ["EXACT", "True"])
+    clips = [[m for m in t.model.modules() if isinstance(m, CLIP)] for t in (fast, exact)]
+    assert clips[0] and all(c.cut_text for c in clips[0]) and not any(c.cut_text for c in clips[1])
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    logits = []
+    for t in (fast, exact):
+        t.set_model_mode("eval")
+        with torch.no_grad():
+            logits.append(t.model_inference(images))
+    torch.testing.assert_close(logits[0], logits[1], rtol=1e-4, atol=1e-4)

@@ -186,6 +186,7 @@ class CLIPTrainer(TrainerX):
         source = f", weights: {cfg.MODEL.BACKBONE.PATH}" if cfg.MODEL.BACKBONE.PATH else ""
         print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME}{source})")
         clip_model = self.construct_clip(self.load_clip_weights())
+        clip_model.cut_text = not cfg.EXACT  # prompts cut after the longest EOT: see CLIP
         if self.prec in ("fp32", "amp"):
             clip_model.float()
         return clip_model.requires_grad_(False)

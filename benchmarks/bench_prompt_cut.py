@@ -1,0 +1,86 @@
+"""The prompt cut for the prompt-learning methods: a training step with prompts cut after the longest EOT
+(the default) against the official 77 positions (``EXACT True``), on CPU with a random CLIP of ViT-B/16
+shapes (fp32), at the ImageNet-like setting of ``bench_speed.py`` (124 ImageNet class names, batch 4).
+
+Each method's model comes from its registered factory with its published base-to-novel config. A step is
+the model's forward, cross-entropy on its logits and the backward; parts of a method's own loss that use
+frozen features computed outside ``forward`` (KgCoOp's teacher, PromptSRC's frozen passes) are left out,
+so for PromptSRC the ratio is an upper bound. FLOPs are counted on the first (warm-up) step of each path,
+independent of the machine's load; times are medians of the paths interleaved repeat by repeat.
+
+    python benchmarks/bench_prompt_cut.py                     # ~5 min on 2 cores
+    python benchmarks/bench_prompt_cut.py --methods CoOp --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import bench_mmrl as b  # noqa: E402  (fake tensors and the FLOP counter)
+from bench_speed import IMAGENET  # noqa: E402
+from param_counts import VIT_B16, config_for  # noqa: E402
+
+from clip.model import CLIP  # noqa: E402
+from trainers.config import clip_trainers  # noqa: E402
+
+METHODS = ("CoOp", "CoCoOp", "KgCoOp", "IVLP", "MaPLe", "PromptSRC", "MultiModalAdapter")
+PATHS = ("exact", "cut")
+
+
+def build(name: str, clip_model: CLIP) -> torch.nn.Module:
+    return clip_trainers()[name].model_factory(config_for(name, "imagenet"), IMAGENET, clip_model).train()
+
+
+def step(model: torch.nn.Module, clip_model: CLIP, cut: bool, image: torch.Tensor, label: torch.Tensor) -> None:
+    clip_model.cut_text = cut
+    out = model(image)
+    logits = out[0] if isinstance(out, tuple) else out
+    F.cross_entropy(logits, label).backward()
+    model.zero_grad(set_to_none=True)
+
+
+def measure(name: str, batch: int, repeats: int, clip_model: CLIP) -> dict[str, dict[str, float]]:
+    """GFLOPs per image (counted on the warm-up round) and median seconds per step of each path."""
+    torch.manual_seed(0)
+    model = build(name, clip_model)
+    image, label = torch.randn(batch, 3, 224, 224), torch.randint(len(IMAGENET), (batch,))
+    flops = {p: b.count_flops(lambda p=p: step(model, clip_model, p == "cut", image, label)) / batch / 1e9
+             for p in PATHS}  # fmt: skip
+    times: dict[str, list[float]] = {p: [] for p in PATHS}
+    for _ in range(repeats):
+        for path in PATHS:
+            start = time.perf_counter()
+            step(model, clip_model, path == "cut", image, label)
+            times[path].append(time.perf_counter() - start)
+    return {"gflops": flops, "seconds": {p: statistics.median(t) for p, t in times.items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=sorted(clip_trainers()))
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32 CPU, ViT-B/16 shapes, "
+          f"{len(IMAGENET)} ImageNet classes, batch {args.batch_size}")  # fmt: skip
+    torch.manual_seed(0)
+    clip_model = CLIP(VIT_B16).eval().requires_grad_(False)
+    for name in args.methods:
+        m = measure(name, args.batch_size, args.repeats, clip_model)
+        f, t = m["gflops"], m["seconds"]
+        line = f"{name:18s} GFLOP/img: exact {f['exact']:7.1f}  cut {f['cut']:7.1f} ({f['exact'] / f['cut']:.2f}x)"
+        line += f"   step: exact {t['exact']:.2f} s  cut {t['cut']:.2f} s ({t['exact'] / t['cut']:.2f}x)"
+        print(line, flush=True)
+
+if __name__ == "__main__":
+    main()
