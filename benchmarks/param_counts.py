@@ -17,12 +17,15 @@ from yacs.config import CfgNode
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
-from clip.model import CLIP, CLIPConfig  # noqa: E402
+from bench_mmrl import ARCHS  # noqa: E402
+
+from clip.model import CLIP  # noqa: E402
 from dassl.config import get_cfg_default  # noqa: E402
 from trainers.config import clip_trainers, extend_cfg  # noqa: E402
 
-VIT_B16 = CLIPConfig(512, 224, 12, 768, 16, 77, 49408, 512, 8, 12)
+VIT_B16 = ARCHS["vit_b16"]
 CLASSES = [f"class {i}" for i in range(10)]
 
 

@@ -219,8 +219,8 @@ class CLIPConfig:
 class CLIP(nn.Module):
     """ViT CLIP: ``visual`` image tower and a causal text tower whose parts sit at the top level.
 
-    ``cut_text`` (off by default): ``encode_text_embeddings`` runs the prompts only up to the longest
-    EOT. Under the causal mask no later position reaches an EOT, so the features are the same up to
+    ``cut_text`` (off by default): ``encode_text`` and ``encode_text_embeddings`` run the prompts only up
+    to the longest EOT. Under the causal mask no later position reaches an EOT, so the features are the same up to
     float rounding, for a fraction of the work (CoOp's prompts are ~20 of 77 positions). Trainers
     turn it on unless ``EXACT True`` asks for the official op order.
     """
@@ -289,7 +289,10 @@ class CLIP(nn.Module):
 
     def encode_text(self, text: torch.Tensor, inject: Hooks | None = None) -> torch.Tensor:
         """Text features (N, embed_dim): the EOT token (the largest id of each row), projected."""
-        return self.pool_text(self.encode_text_tokens(text, inject), text.argmax(dim=-1))
+        eot = text.argmax(dim=-1)
+        if self.cut_text:
+            text = text[:, : int(eot.max()) + 1]
+        return self.pool_text(self.encode_text_tokens(text, inject), eot)
 
     def encode_text_embeddings(
         self, embeddings: torch.Tensor, eot: torch.Tensor, inject: Hooks | None = None

@@ -114,7 +114,8 @@ def test_an_injector_function_is_the_before_site(model, images):
 
 
 def test_cut_text_stops_at_the_longest_eot_with_the_same_features(model):
-    """``cut_text``: the transformer sees only positions up to the longest EOT; the features (with a hook
+    """``cut_text``: the transformer sees only positions up to the longest EOT, from token embeddings as from
+    token ids; the features (with a hook
     editing every block's input, as deep prompts do) equal the full 77-position run up to float rounding."""
     eot = TEXT.argmax(-1)
     embeddings = model.token_embeddings(TEXT)
@@ -126,12 +127,15 @@ def test_cut_text_stops_at_the_longest_eot_with_the_same_features(model):
             return torch.cat([x[:1], x[1:3] + 0.1 * i, x[3:]])
 
     full = model.encode_text_embeddings(embeddings, eot, DeepPrompt())
+    full_tokens = model.encode_text(TEXT, DeepPrompt())
     assert set(seen) == {77}
     seen.clear()
     model.cut_text = True
     try:
         cut = model.encode_text_embeddings(embeddings, eot, DeepPrompt())
+        cut_tokens = model.encode_text(TEXT, DeepPrompt())
     finally:
         model.cut_text = False
     assert set(seen) == {int(eot.max()) + 1} and int(eot.max()) + 1 < 12  # "a red house in the snow." + BOT/EOT
     torch.testing.assert_close(cut, full, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(cut_tokens, full_tokens, rtol=1e-5, atol=1e-6)
