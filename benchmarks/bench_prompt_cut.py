@@ -26,7 +26,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import bench_mmrl as b  # noqa: E402  (fake tensors and the FLOP counter)
+import bench_mmrl as b  # noqa: E402  (the FLOP counter)
 from bench_speed import IMAGENET  # noqa: E402
 from param_counts import VIT_B16, config_for  # noqa: E402
 
