@@ -84,7 +84,6 @@ PAPER_TRAIN_MS_PER_IMAGE = 5.3
 PAPER_EVAL_IMAGES_PER_S = 762.0
 RTX4090_PEAK_TFLOPS = 165.2  # dense FP16 tensor cores, FP32 accumulation (what AMP uses); spec sheet
 IMAGENET_BATCH, IMAGENET_CLASSES = 32, 1000
-IMAGENET_PROMPT_LEN = 20  # assumed: "a photo of a {}." over CLIP's ImageNet names ends by token 20
 
 # fp32 on CPU: the paths may differ by GEMM blocking only, ~1e-5 on logits that span +-100.
 LOGIT_ATOL = 1e-3
@@ -257,19 +256,19 @@ def count_flops(fn: Callable[[], object]) -> int:
 
 
 def flops_per_image(
-    method: str, arch: CLIPConfig, batch: int, n_classes: int, prompt_len: int, paths: list[str], with_eval: bool
+    method: str, arch: CLIPConfig, batch: int, prompts: Tensor, paths: list[str], with_eval: bool
 ) -> dict[str, float]:
     """GFLOPs per image of one training step of each path (and of inference with cached text features).
 
     Left out: the optimizer (~10 FLOPs per learnable parameter, < 0.1 %) and the one-time caches.
-    ``prompt_len`` is the cut path's prompt length. About two seconds per count, whatever the shapes.
+    ``prompts`` are real token ids (N, 77): the cut path's shapes (prompt length, shared prefix, EOT
+    groups) depend on their content. About two seconds per count, whatever the shapes.
     """
     with fake_mode() as mode:
         with mode:
             clip_model = CLIP(arch).requires_grad_(False)
-            prompts = torch.zeros(n_classes, arch.context_length, dtype=torch.long)
-            w0 = torch.zeros(n_classes, arch.embed_dim)
-        case = new_case(method, clip_model, prompts, prompts[:, :prompt_len], w0, batch)
+            w0 = torch.zeros(len(prompts), arch.embed_dim)
+        case = new_case(method, clip_model, prompts, cut_prompts(prompts), w0, batch)
         with mode:
             case.prime()
             flops = {path: count_flops(lambda p=path: case.loss_backward(p)) for path in paths}
@@ -302,12 +301,14 @@ def projection() -> dict[str, float]:
     """MMRL on an RTX 4090 at ImageNet scale, by FLOPs (see README): the paper's 5.3 ms/img is the official
     code, i.e. our reference path's work, done at some achieved FLOP rate; the other paths are assumed to
     run at that same rate. The eval rate likewise from the paper's 762 img/s."""
-    flops = flops_per_image(
-        "mmrl", ARCHS["vit_b16"], IMAGENET_BATCH, IMAGENET_CLASSES, IMAGENET_PROMPT_LEN, list(PATHS), with_eval=True
-    )
+    from bench_speed import imagenet_like  # bench_speed imports this module
+
+    prompts = clip.tokenize(class_prompts("ImageNet", imagenet_like(IMAGENET_CLASSES)))
+    flops = flops_per_image("mmrl", ARCHS["vit_b16"], IMAGENET_BATCH, prompts, list(PATHS), with_eval=True)
     train_tflops = flops["reference"] / PAPER_TRAIN_MS_PER_IMAGE  # GFLOP per ms = TFLOP/s
     eval_tflops = flops["eval"] * PAPER_EVAL_IMAGES_PER_S / 1e3
     result = {f"{key}_gflop_per_image": value for key, value in flops.items()}
+    result["cut_prompt_len"] = cut_prompts(prompts).shape[1]
     result.update({f"{path}_ms_per_image": flops[path] / train_tflops for path in PATHS})
     result.update(
         {
@@ -383,7 +384,7 @@ def run(args: argparse.Namespace) -> dict:
             with_eval = n_classes == args.classes[0]  # cached text: inference barely depends on the class count
             flops = {}
             if args.flops:
-                flops = flops_per_image(method, arch, args.batch_size, n_classes, cut.shape[1], args.paths, with_eval)
+                flops = flops_per_image(method, arch, args.batch_size, prompts, args.paths, with_eval)
             for path in args.paths:
                 report["train"].append(
                     {
@@ -463,7 +464,8 @@ def print_report(r: dict) -> None:
     if p:
         print(
             f"\nPROJECTION, not a measurement: MMRL on an RTX 4090, ImageNet (batch {IMAGENET_BATCH}, "
-            f"{IMAGENET_CLASSES} classes, cut prompts {IMAGENET_PROMPT_LEN} tokens), FLOP rate calibrated on "
+            f"{IMAGENET_CLASSES} ImageNet-like classes, cut prompts {p['cut_prompt_len']} tokens), "
+            "FLOP rate calibrated on "
             f"the paper's {PAPER_TRAIN_MS_PER_IMAGE} ms/img (= reference path) and "
             f"{PAPER_EVAL_IMAGES_PER_S:.0f} img/s"
         )

@@ -68,7 +68,18 @@ IMAGENET = [
     "chambered nautilus", "Dungeness crab", "rock crab", "fiddler crab", "red king crab", "American lobster",
     "spiny lobster", "crayfish", "hermit crab", "isopod",
 ]  # fmt: skip
-PRESETS = {"dtd": ("DescribableTextures", DTD[:24]), "imagenet": ("ImageNet", IMAGENET[:124])}
+
+
+def imagenet_like(n: int) -> list[str]:
+    """``n`` distinct class names of ImageNet's lengths: the 124 above with " 0", " 1", ... appended."""
+    return [f"{name} {i // len(IMAGENET)}" for i, name in enumerate(IMAGENET * (n // len(IMAGENET) + 1))][:n]
+
+
+PRESETS = {
+    "dtd": ("DescribableTextures", DTD[:24]),
+    "imagenet": ("ImageNet", IMAGENET[:124]),
+    "imagenet1000": ("ImageNet", imagenet_like(1000)),  # ImageNet's class count (its own batch is 32)
+}
 PATHS = ("official", "exact", "fast")
 
 
@@ -171,8 +182,7 @@ import bench_mmrl as b, bench_speed as s
 from trainers.mmrl import mmrl_loss
 torch.manual_seed(0)
 clip_model = b.CLIP(b.ARCHS["vit_b16"]).eval().requires_grad_(False)
-names = [f"{{n}} {{i // len(s.IMAGENET)}}" for i, n in enumerate(s.IMAGENET * ({classes} // len(s.IMAGENET) + 1))]
-names = names[:{classes}]
+names = s.imagenet_like({classes})
 cfg = b.config_for({method!r}); cfg.DATASET.NAME = "ImageNet"; cfg.EXACT = {exact}
 cfg.TRAINER[b.TRAINERS_BY_NAME[cfg.TRAINER.NAME].NODE].TEXT_CHUNK = {chunk}
 model = b.TRAINERS_BY_NAME[cfg.TRAINER.NAME].model_factory(cfg, names, clip_model)

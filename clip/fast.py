@@ -8,7 +8,11 @@
   are computed once (batch 1) and the rows carry only their own suffix, which attends to that prefix;
   rows grouped by EOT position carry no padding, and the last block computes the EOT position only.
 
-Both change only the float rounding (the reductions see other batch shapes), not what is computed.
+- ``block_with_inserted_rows``: one block on a constant sequence and on the same sequence with rows
+  inserted (a frozen pass and a prompted pass from the same input); the inserted rows change neither
+  the other rows' LayerNorm nor their q/k/v projections, so those are computed once, without gradient.
+
+They change only the float rounding (the reductions see other batch shapes), not what is computed.
 """
 
 from __future__ import annotations
@@ -53,6 +57,23 @@ def block_for_queries(block: ResidualAttentionBlock, x: Tensor, n: int) -> Tenso
     q, k, v = _project(block, h)
     attended = F.scaled_dot_product_attention(_heads(q[:n], heads), _heads(k, heads), _heads(v, heads))
     return _finish(block, x[:n], _merge(attended))
+
+
+def _attend(block: ResidualAttentionBlock, x: Tensor, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    heads = block.attn.num_heads
+    attended = F.scaled_dot_product_attention(_heads(q, heads), _heads(k, heads), _heads(v, heads))
+    return _finish(block, x, _merge(attended))
+
+
+def block_with_inserted_rows(block: ResidualAttentionBlock, x: Tensor, rows: Tensor, at: int) -> tuple[Tensor, Tensor]:
+    """(block(x), block(y)) for (L, N, D) ``x`` without gradient and y = ``x`` with the (K, N, D) ``rows``
+    inserted before position ``at`` (no mask: an image tower's block). Gradients reach ``rows`` only."""
+    with torch.no_grad():
+        projected = _project(block, block.ln_1(x))
+        out_x = _attend(block, x, *projected)
+    inserted = _project(block, block.ln_1(rows))
+    q, k, v = (torch.cat([p[:at], r, p[at:]]) for p, r in zip(projected, inserted))
+    return out_x, _attend(block, torch.cat([x[:at], rows, x[at:]]), q, k, v)
 
 
 class SharedPrefixText:

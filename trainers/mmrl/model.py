@@ -33,7 +33,7 @@ from torch.utils.checkpoint import checkpoint
 from yacs.config import CfgNode
 
 from clip import clip
-from clip.fast import SharedPrefixText, block_for_queries, common_prefix_length
+from clip.fast import SharedPrefixText, block_for_queries, block_with_inserted_rows, common_prefix_length
 from clip.model import CLIP
 
 from ..base import ConfigError, autocast_enabled
@@ -160,7 +160,8 @@ class MMRLModel(nn.Module):
     which changes the float rounding only: the prompts are cut after the longest EOT; BOT, the K
     tokens after it and a template's common first words are the same in every prompt, so under the
     causal mask they are computed once for all classes (``clip.fast.SharedPrefixText``); the last
-    image block runs its queries for the class token and the K slots only. ``text_chunk`` > 0 runs
+    image block runs its queries for the class token and the K slots only; the first REP_LAYER's image
+    block projects the trunk rows once for the zero-shot and the MMRL pass. ``text_chunk`` > 0 runs
     the text side that many classes at a time, recomputing each chunk in backward (activation
     checkpointing): peak memory is bounded by a chunk at any class count, and the numbers do not change.
     """
@@ -210,12 +211,20 @@ class MMRLModel(nn.Module):
         first = self.rep_layers[0]
         x = visual.transformer(visual.embed(image.to(self.dtype)), stop=first - 1)  # shared frozen trunk
         k = len(visual_tokens[0])
+        inject = self.injector(visual_tokens, self.rep_layers)
+        z, start = x, first
+        if zero_shot and self.fast and first < visual.transformer.layers:
+            # Block `first` of both passes at once: the tokens inserted after the class token do not change
+            # the trunk rows' projections, computed once for the zero-shot and the MMRL pass.
+            tokens = inject(first, x)[1 : 1 + k]
+            z, x = block_with_inserted_rows(visual.transformer.resblocks[first - 1], x, tokens, 1)
+            start = first + 1
         f_0 = None
         if zero_shot:
             with torch.no_grad():
-                z = self._image_blocks(x, first, None, 1).permute(1, 0, 2)
+                z = self._image_blocks(z, start, None, 1).permute(1, 0, 2)
                 f_0 = visual.ln_post(z[:, 0, :]) @ visual.proj
-        x = self._image_blocks(x, first, self.injector(visual_tokens, self.rep_layers), 1 + k)
+        x = self._image_blocks(x, start, inject, 1 + k)
         x = x.permute(1, 0, 2)
         f_c = visual.ln_post(x[:, 0, :]) @ visual.proj
         # As the official code: ln_post on each token, then the mean over the K slots.
@@ -224,7 +233,8 @@ class MMRLModel(nn.Module):
         return f_c, f_r, f_0
 
     def _image_blocks(self, x: Tensor, first: int, inject: TokenInjector | None, n_read: int) -> Tensor:
-        """Image blocks ``first..L``; fast: the last one only at the ``n_read`` positions read afterwards."""
+        """Image blocks ``first..L`` (``inject`` before each); fast: the last one only at the ``n_read``
+        positions read afterwards."""
         transformer = self.clip.visual.transformer
         if not self.fast:
             return transformer(x, inject=inject, start=first)
