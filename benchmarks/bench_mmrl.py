@@ -124,16 +124,19 @@ def normalise(x: Tensor) -> Tensor:
     return x / x.norm(dim=-1, keepdim=True)
 
 
-def reference_forward(model: MMRLModel, image: Tensor, zero_shot: bool) -> Outputs:
+def reference_forward(model: MMRLModel, image: Tensor, zero_shot: bool, text: Tensor | None = None) -> Outputs:
     """``MMRLModel.forward`` with nothing reused: both towers run all blocks through clip's public API
     (tokens injected with ``inject``), the text features are recomputed on every call and f_0 comes
-    from a separate full zero-shot pass -- the work the official implementation does."""
+    from a separate full zero-shot pass -- the work the official implementation does in training.
+    ``text``: class features kept from an earlier call, as the official test step keeps them."""
     clip_model, prompts = model.clip, model.tokenized_prompts
     visual_tokens, text_tokens = model.learner.representation_learner()
     k = text_tokens[0].shape[0]
-    words = clip_model.encode_text_tokens(prompts, inject=model.injector(text_tokens, model.rep_layers))
-    w = words[torch.arange(len(prompts), device=prompts.device), prompts.argmax(dim=-1) + k]
-    w = w @ clip_model.text_projection
+    w = text
+    if w is None:
+        words = clip_model.encode_text_tokens(prompts, inject=model.injector(text_tokens, model.rep_layers))
+        w = words[torch.arange(len(prompts), device=prompts.device), prompts.argmax(dim=-1) + k]
+        w = w @ clip_model.text_projection
     tokens = clip_model.visual.forward_tokens(image, inject=model.injector(visual_tokens, model.rep_layers))
     f_c = tokens[:, 0] @ clip_model.visual.proj
     f_r = model.learner.image_encoder(tokens[:, 1 : 1 + k].mean(dim=1), clip_model.visual.proj)

@@ -22,6 +22,7 @@ classes-per-image ratio at batch 4 is 1000/32 ≈ 31 per image; 124 / 4 = 31).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -29,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -101,6 +103,18 @@ def step(path: str, exact: MMRLModel, fast: MMRLModel, image, label, w0, s) -> N
     mmrl_loss(out, label, w0, s.ALPHA, s.REG_WEIGHT).backward()
 
 
+def interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each run, ``repeats`` rounds of all runs back to back after one warm-up round."""
+    times: dict[str, list[float]] = {p: [] for p in runs}
+    for i in range(repeats + 1):
+        for path, run in runs.items():
+            start = time.perf_counter()
+            run()
+            if i:
+                times[path].append(time.perf_counter() - start)
+    return times
+
+
 def bench_training(method: str, preset: str, batch: int, repeats: int) -> dict:
     dataset, names = PRESETS[preset]
     torch.manual_seed(0)
@@ -113,15 +127,13 @@ def bench_training(method: str, preset: str, batch: int, repeats: int) -> dict:
     label = torch.randint(len(names), (batch,))
     optim = build_optimizer(exact.learner, cfg.OPTIM)
     exact.text_trunk(), fast.text_trunk()  # one-time caches, counted nowhere
-    times: dict[str, list[float]] = {p: [] for p in PATHS}
-    for i in range(repeats + 1):  # the first round warms up
-        for path in PATHS:
-            start = time.perf_counter()
-            optim.zero_grad()
-            step(path, exact, fast, image, label, w0, s)
-            optim.step()
-            if i:
-                times[path].append(time.perf_counter() - start)
+
+    def train_step(path: str) -> None:
+        optim.zero_grad()
+        step(path, exact, fast, image, label, w0, s)
+        optim.step()
+
+    times = interleaved({p: functools.partial(train_step, p) for p in PATHS}, repeats)
     return {
         "method": method, "preset": preset, "classes": len(names), "batch": batch,
         "prompt_len_fast": fast.tokenized_prompts.shape[1], "seconds": times,
@@ -144,24 +156,15 @@ def bench_eval(method: str, preset: str, batch: int, repeats: int) -> dict:
     with torch.no_grad():
         text = exact(image[:1]).text_features  # fills the text caches
         fast(image[:1])
-        visual_tokens = exact.representation_tokens()[0]
-    k = len(visual_tokens[0])
 
-    def official() -> None:  # the official test step: the full image pass with tokens, text cached
-        tokens = clip_model.visual.forward_tokens(image, inject=exact.injector(visual_tokens, exact.rep_layers))
-        f_c = b.normalise(tokens[:, 0] @ clip_model.visual.proj)
-        f_r = b.normalise(exact.learner.image_encoder(tokens[:, 1 : 1 + k].mean(dim=1), clip_model.visual.proj))
-        exact.alpha * (100.0 * f_c) @ text.t() + (1 - exact.alpha) * (100.0 * f_r) @ text.t()
-
-    runs = {"official": official, "exact": lambda: exact(image), "fast": lambda: fast(image)}
-    times: dict[str, list[float]] = {p: [] for p in PATHS}
+    runs = {
+        # The official test step: the full image pass with tokens, the text features kept.
+        "official": lambda: b.reference_forward(exact, image, zero_shot=False, text=text),
+        "exact": lambda: exact(image),
+        "fast": lambda: fast(image),
+    }
     with torch.no_grad():  # as Dassl's test loop
-        for i in range(repeats + 1):
-            for path in PATHS:
-                start = time.perf_counter()
-                runs[path]()
-                if i:
-                    times[path].append(time.perf_counter() - start)
+        times = interleaved(runs, repeats)
     return {p: batch / statistics.median(t) for p, t in times.items()}
 
 
