@@ -17,6 +17,8 @@ from functools import lru_cache
 import torch
 from torch import nn
 
+from .fast import text_at_eot
+
 Injector = Callable[[int, torch.Tensor], torch.Tensor]
 """Called as ``x = inject(i, x)`` before transformer block ``i`` (1-based) on the (L, N, D) sequence.
 
@@ -39,6 +41,12 @@ class BlockHooks:
 
     def after(self, i: int, block: ResidualAttentionBlock, x_in: torch.Tensor, x_out: torch.Tensor) -> torch.Tensor:
         return x_out
+
+    def within_prefix(self, n: int) -> bool:
+        """True if ``before`` writes positions below ``n`` only, the same in every row, and ``after`` is the
+        identity: the hooks may then run on a prefix computed once for all rows (``shared`` of
+        ``CLIP.encode_text_embeddings``). Hooks that can promise it say so."""
+        return False
 
 
 class _BeforeOnly(BlockHooks):
@@ -295,15 +303,24 @@ class CLIP(nn.Module):
         return self.pool_text(self.encode_text_tokens(text, inject), eot)
 
     def encode_text_embeddings(
-        self, embeddings: torch.Tensor, eot: torch.Tensor, inject: Hooks | None = None
+        self, embeddings: torch.Tensor, eot: torch.Tensor, inject: Hooks | None = None, shared: int = 0
     ) -> torch.Tensor:
         """Text features from token embeddings (N, L, width), before the positional embedding.
 
         The entry point of prompt learners (CoOp and its family), which replace some embeddings by
         learned vectors; ``eot`` (N,) is the EOT position of each row (``tokens.argmax(-1)``).
+        ``shared``: the caller's promise that the first ``shared`` positions are the same function of
+        its learned tensors in every row (SOS and a context common to all classes). With ``cut_text``,
+        and no hooks or hooks ``within_prefix(shared)``, those positions are computed once for all rows
+        (``clip.fast.text_at_eot``).
         """
         if self.cut_text:
             embeddings = embeddings[:, : int(eot.max()) + 1]
+            shared, hooks = min(shared, int(eot.min())), as_hooks(inject)
+            if shared > 0 and (hooks is None or hooks.within_prefix(shared)):
+                rows = text_at_eot(self.position_text(embeddings), eot.tolist(), shared,
+                                   list(self.transformer.resblocks), before=hooks and hooks.before)  # fmt: skip
+                return self.ln_final(rows).to(self.dtype) @ self.text_projection
         x = self.transformer(self.position_text(embeddings), causal=True, inject=inject)
         return self.pool_text(self.ln_final(x.permute(1, 0, 2)).to(self.dtype), eot)
 

@@ -24,10 +24,16 @@ def randn(*shape: int, seed: int) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-def test_block_for_queries_is_the_block_at_the_first_positions(model):
+def test_block_for_queries_is_the_block_at_the_first_positions_with_its_gradient(model):
     block = model.visual.transformer.resblocks[-1]
-    x = randn(17, 3, 128, seed=1)
-    torch.testing.assert_close(block_for_queries(block, x, 4), block(x)[:4], **TOL)
+    x = randn(17, 3, 128, seed=1).requires_grad_(True)
+    plain_x = x.detach().clone().requires_grad_(True)
+    out, expected = block_for_queries(block, x, 4), block(plain_x)[:4]
+    torch.testing.assert_close(out, expected, **TOL)
+    weights = randn(*expected.shape, seed=7)
+    (out * weights).sum().backward()
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(x.grad, plain_x.grad, **TOL)
 
 
 def test_block_with_inserted_rows_gives_both_sequences_and_grads_only_to_the_rows(model):
@@ -47,16 +53,20 @@ def test_block_with_inserted_rows_gives_both_sequences_and_grads_only_to_the_row
 
 
 def test_shared_prefix_text_is_the_causal_tower_at_each_rows_last_position(model):
+    """Two groups with suffixes of different lengths, packed together: each row as if run alone."""
     blocks = list(model.transformer.resblocks[6:])
     prefix = randn(4, 1, 64, seed=5)  # the same first 4 positions in every row (e.g. BOT + prompt tokens)
-    suffix = randn(3, 5, 64, seed=6)  # each row's own 3 positions
-    full = torch.cat([prefix.expand(-1, 5, -1), suffix])
-    for block in blocks:
-        full = block(full, causal_mask(7, full.device, full.dtype))
-    text = SharedPrefixText(prefix, suffix)
+    suffixes = [randn(3, 5, 64, seed=6), randn(1, 2, 64, seed=8), randn(5, 3, 64, seed=9)]
+    text = SharedPrefixText(prefix, suffixes)
     text.run(blocks, first=7, last_only=True)
-    assert text.suffix.shape == (1, 5, 64)
-    torch.testing.assert_close(text.suffix[0], full[-1], **TOL)
+    assert text.packed.shape == (10, 64)
+    expected = []
+    for suffix in suffixes:
+        full = torch.cat([prefix.expand(-1, suffix.shape[1], -1), suffix])
+        for block in blocks:
+            full = block(full, causal_mask(len(full), full.device, full.dtype))
+        expected.append(full[-1])
+    torch.testing.assert_close(text.packed, torch.cat(expected), **TOL)
 
 
 def test_common_prefix_length():

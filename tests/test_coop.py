@@ -200,3 +200,29 @@ def test_word_init_and_class_specific_shapes() -> None:
 def test_config_mistakes_are_user_errors_before_clip_is_read(world: Path, opts: list[str], message: str) -> None:
     with pytest.raises(UserError, match=message):  # train.py prints it as one "error:" line
         train_py(world, "err", "CoOp", "vit_b16", *opts, "MODEL.BACKBONE.PATH", str(world / "missing.pt"))
+
+
+@pytest.mark.parametrize("position", ["end", "middle", "front"])
+@pytest.mark.parametrize("csc", [False, True])
+def test_prompts_computed_with_a_shared_prefix_give_the_full_features_and_gradients(position: str, csc: bool):
+    """The fast text path (SOS and a common context computed once) against all 77 positions. A class-specific
+    context starts with the same values in every class: only SOS may be shared, or its gradients would mix."""
+    torch.manual_seed(0)
+    clip_model = CLIP(tiny_clip_config(transformer_heads=4)).float().requires_grad_(False)
+    names = ["red_apple", "dog", "sea_lion", "cat", "ox"]
+    learner = CoOpPromptLearner(coop_cfg(N_CTX=4, CSC=csc, CLASS_TOKEN_POSITION=position), names, clip_model)
+    if csc:
+        with torch.no_grad():
+            learner.ctx.copy_(learner.ctx[:1].expand_as(learner.ctx))
+    weights = torch.randn(len(names), 64, generator=torch.Generator().manual_seed(1))
+    results = []
+    for cut in (True, False):
+        clip_model.cut_text = cut
+        learner.ctx.grad = None
+        features = clip_model.encode_text_embeddings(learner(), learner.eot, shared=learner.shared)
+        (features * weights).sum().backward()
+        results.append((features.detach(), learner.ctx.grad.clone()))
+    assert learner.shared == (1 if csc else {"end": 5, "middle": 3, "front": 1}[position])
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-5)
+    scale = float(results[1][1].abs().max())  # gradients reach ~100: float rounding scales with them
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-5, atol=1e-5 * scale)

@@ -14,7 +14,7 @@ from dassl.config import get_cfg_default
 from tests.tiny import tiny_clip_config
 from trainers.base import ConfigError
 from trainers.config import extend_cfg
-from trainers.deep_prompts import DeepPromptHooks
+from trainers.deep_prompts import DeepPromptHooks, TextContext
 from trainers.promptsrc import TEMPLATES, gpa_weights
 
 CLASSNAMES = ["red_apple", "dog", "cat", "house", "tree"]
@@ -202,6 +202,29 @@ def test_deep_prompts_overwrite_the_prompt_rows_of_each_tower():
     assert text.before(2, x)[1:3].eq(7).all() and text.before(2, x)[[0, 3, 4, 5]].eq(0).all()
     assert image.before(3, x)[4:].eq(9).all() and image.before(3, x)[:4].eq(0).all()
     assert torch.equal(image.before(4, x), x)  # beyond the depth: untouched
+
+
+def test_text_deep_prompts_on_a_prefix_computed_once_give_the_full_features_and_gradients():
+    """IVLP-style text: context after SOS, deep prompts over the same rows; the fast path runs SOS and the
+    context once for all classes, with the hooks applied to that prefix alone."""
+    torch.manual_seed(0)
+    clip_model = CLIP(tiny_clip_config(transformer_heads=4)).float().requires_grad_(False)
+    text = TextContext(clip_model, CLASSNAMES, 3, "")
+    deep = [torch.nn.Parameter(torch.randn(3, 64) * 0.1) for _ in range(8)]
+    hooks = DeepPromptHooks(deep, text=True)
+    assert text.shared == 4 and hooks.within_prefix(4) and not hooks.within_prefix(3)
+    assert not DeepPromptHooks(deep, text=False).within_prefix(4)
+    weights = torch.randn(len(CLASSNAMES), 64, generator=torch.Generator().manual_seed(1))
+    results = []
+    for cut in (True, False):
+        clip_model.cut_text = cut
+        for p in [text.ctx, *deep]:
+            p.grad = None
+        features = clip_model.encode_text_embeddings(text(), text.eot, hooks, text.shared)
+        (features * weights).sum().backward()
+        results.append([features.detach(), text.ctx.grad.clone(), *(p.grad.clone() for p in deep)])
+    for fast, full in zip(*results):
+        torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-5 * float(full.abs().max()))
 
 
 VIT_B16 = CLIPConfig(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=16,

@@ -68,6 +68,10 @@ class DeepPromptHooks(BlockHooks):
         # then taken in the prompts' own dtype.
         return prompts.expand(x.shape[1], -1, -1).permute(1, 0, 2).to(x.dtype)
 
+    def within_prefix(self, n: int) -> bool:
+        # Text: the deep prompts overwrite positions 1..len(prompts), the same rows in every class prompt.
+        return self.text and self.first is None and all(1 + len(d) <= n for d in self.deep)
+
     def before(self, i: int, x: Tensor) -> Tensor:
         if i == 1 and self.first is not None:
             assert self.ln_pre is not None
@@ -109,6 +113,7 @@ class TextContext(nn.Module):
         self.register_buffer("token_prefix", embeddings[:, :1])
         self.register_buffer("token_suffix", embeddings[:, 1 + n_ctx :])
         self.register_buffer("eot", tokens.argmax(dim=-1), persistent=False)
+        self.shared = 1 + n_ctx  # SOS and the context: the same in every class prompt
 
     def forward(self) -> Tensor:
         """Token embeddings (n_cls, L, width) of every class prompt, before the positional embedding."""

@@ -62,7 +62,8 @@ class IVLPModel(nn.Module):
 
     def text_features(self) -> Tensor:
         text = self.learner.prompt_learner
-        return self.clip.encode_text_embeddings(text(), text.eot, self.learner.text_encoder.hooks(text=True))
+        hooks = self.learner.text_encoder.hooks(text=True)
+        return self.clip.encode_text_embeddings(text(), text.eot, hooks, text.shared)
 
     def image_features(self, image: Tensor) -> Tensor:
         hooks = self.learner.image_encoder.hooks(text=False, ln_pre=self.clip.visual.ln_pre)

@@ -78,7 +78,7 @@ class KgCoOpModel(nn.Module):
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
         """(logits, normalised class features of the learned prompts)."""
         clip_model = self.clip
-        text = clip_model.encode_text_embeddings(self.learner(), self.learner.eot)
+        text = clip_model.encode_text_embeddings(self.learner(), self.learner.eot, shared=self.learner.shared)
         image_features = clip_model.encode_image(image.type(clip_model.dtype))
         image_features = image_features / image_features.norm(dim=-1, keepdim=True)
         text = text / text.norm(dim=-1, keepdim=True)

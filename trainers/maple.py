@@ -75,7 +75,7 @@ class MaPLeModel(nn.Module):
     def forward(self, image: Tensor) -> Tensor:
         prompts = self.learner.prompt_learner
         text_hooks, image_hooks = prompts.hooks(self.clip.visual.ln_pre)
-        text_features = self.clip.encode_text_embeddings(prompts(), prompts.eot, text_hooks)
+        text_features = self.clip.encode_text_embeddings(prompts(), prompts.eot, text_hooks, prompts.shared)
         return logits_of(self.clip.logit_scale, self.clip.encode_image(image, image_hooks), text_features)
 
 

@@ -42,6 +42,7 @@ class CoCoOpPromptLearner(PromptTokens):
         print(f"Number of context words (tokens): {n_ctx}")
         super().__init__(classnames, stand_in, n_ctx, clip_model)
         self.ctx = nn.Parameter(ctx)
+        self.shared = 1 + n_ctx  # per image, SOS and the shifted context are the same for every class
         hidden = vis_dim // 16
         layers = [
             ("linear1", nn.Linear(vis_dim, hidden)),
@@ -68,7 +69,7 @@ class CoCoOpModel(PromptModel):
         scale = clip_model.logit_scale.exp()
         logits = []
         for prompts, feature in zip(self.learner(image_features), image_features):
-            text = clip_model.encode_text_embeddings(prompts, self.learner.eot)
+            text = clip_model.encode_text_embeddings(prompts, self.learner.eot, shared=self.learner.shared)
             logits.append(scale * feature @ (text / text.norm(dim=-1, keepdim=True)).t())
         return torch.stack(logits)
 

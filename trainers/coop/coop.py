@@ -81,6 +81,7 @@ class PromptTokens(nn.Module):
         self.register_buffer("token_suffix", embedding[:, 1 + n_ctx :])
         self.register_buffer("eot", tokens.argmax(dim=-1), persistent=False)
         self.n_cls = len(names)
+        self.shared = 1  # leading positions the same in every class prompt (SOS); learners may widen it
 
 
 class CoOpPromptLearner(PromptTokens):
@@ -99,6 +100,8 @@ class CoOpPromptLearner(PromptTokens):
         self.ctx = nn.Parameter(ctx)
         self.n_ctx = n_ctx
         self.position = s.CLASS_TOKEN_POSITION
+        if ctx.dim() == 2:  # one context for all classes: SOS and the context before the name are shared
+            self.shared = 1 + {"end": n_ctx, "middle": n_ctx // 2, "front": 0}[self.position]
 
     def forward(self) -> Tensor:
         """Token embeddings (n_cls, L, width) of the prompts, before the positional embedding."""
@@ -142,7 +145,7 @@ class CoOpModel(PromptModel):
     def forward(self, image: Tensor) -> Tensor:
         clip_model = self.clip
         image_features = clip_model.encode_image(image.type(clip_model.dtype))
-        text_features = clip_model.encode_text_embeddings(self.learner(), self.learner.eot)
+        text_features = clip_model.encode_text_embeddings(self.learner(), self.learner.eot, shared=self.learner.shared)
         return cosine_logits(clip_model, image_features, text_features)
 
 

@@ -33,7 +33,7 @@ from torch.utils.checkpoint import checkpoint
 from yacs.config import CfgNode
 
 from clip import clip
-from clip.fast import SharedPrefixText, block_for_queries, block_with_inserted_rows, common_prefix_length
+from clip.fast import block_for_queries, block_with_inserted_rows, common_prefix_length, text_at_eot
 from clip.model import CLIP
 
 from ..base import ConfigError, autocast_enabled
@@ -274,19 +274,9 @@ class MMRLModel(nn.Module):
         if self.fast:
             # BOT and the template's first words are computed once for all rows; rows are grouped by EOT
             # position, so a group's suffix ends at its EOT (no padding), the one position read.
-            shared, blocks = self.shared_prefix, list(self.clip.transformer.resblocks[first - 1 :])
-            groups: dict[int, list[int]] = {}
-            for row, position in enumerate(eot):
-                groups.setdefault(position, []).append(row)
-            parts, order = [], []
-            for position, rows in sorted(groups.items()):
-                index = torch.tensor(rows, device=trunk.device)
-                text = SharedPrefixText(trunk[:shared, :1], trunk[shared : position + 1, index])
-                text.run(blocks, first, injector, last_only=True)
-                parts.append(self.clip.ln_final(text.suffix[0]).to(self.dtype) @ self.clip.text_projection)
-                order += rows
-            features = torch.cat(parts)
-            return features[torch.tensor(order, device=trunk.device).argsort()]
+            blocks = list(self.clip.transformer.resblocks[first - 1 :])
+            x = text_at_eot(trunk, eot, self.shared_prefix, blocks, first, injector)
+            return self.clip.ln_final(x).to(self.dtype) @ self.clip.text_projection
         x = self.clip.transformer(trunk, causal=True, inject=injector, start=first)
         x = self.clip.ln_final(x.permute(1, 0, 2)).to(self.dtype)
         read = torch.tensor(eot, device=x.device) + len(text_tokens[0])
