@@ -315,10 +315,11 @@ class CLIP(nn.Module):
         (``clip.fast.text_at_eot``).
         """
         if self.cut_text:
-            embeddings = embeddings[:, : int(eot.max()) + 1]
-            shared, hooks = min(shared, int(eot.min())), as_hooks(inject)
+            positions = eot.tolist()  # one device sync for the cut and the groups
+            embeddings = embeddings[:, : max(positions) + 1]
+            shared, hooks = min(shared, *positions), as_hooks(inject)
             if shared > 0 and (hooks is None or hooks.within_prefix(shared)):
-                rows = text_at_eot(self.position_text(embeddings), eot.tolist(), shared,
+                rows = text_at_eot(self.position_text(embeddings), positions, shared,
                                    list(self.transformer.resblocks), before=hooks and hooks.before)  # fmt: skip
                 return self.ln_final(rows).to(self.dtype) @ self.text_projection
         x = self.transformer(self.position_text(embeddings), causal=True, inject=inject)

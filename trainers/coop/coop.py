@@ -100,8 +100,10 @@ class CoOpPromptLearner(PromptTokens):
         self.ctx = nn.Parameter(ctx)
         self.n_ctx = n_ctx
         self.position = s.CLASS_TOKEN_POSITION
+        # Context vectors before the class name: all ("end"), half ("middle") or none ("front").
+        self.n_before_name = {"end": n_ctx, "middle": n_ctx // 2, "front": 0}[self.position]
         if ctx.dim() == 2:  # one context for all classes: SOS and the context before the name are shared
-            self.shared = 1 + {"end": n_ctx, "middle": n_ctx // 2, "front": 0}[self.position]
+            self.shared = 1 + self.n_before_name
 
     def forward(self) -> Tensor:
         """Token embeddings (n_cls, L, width) of the prompts, before the positional embedding."""
@@ -109,7 +111,7 @@ class CoOpPromptLearner(PromptTokens):
         prefix, suffix = self.token_prefix, self.token_suffix
         if self.position == "end":
             return torch.cat([prefix, ctx, suffix], dim=1)
-        half = self.n_ctx // 2 if self.position == "middle" else 0
+        half = self.n_before_name
         prompts = []
         for i, n in enumerate(self.name_lens):
             name, rest = suffix[i : i + 1, :n], suffix[i : i + 1, n:]
