@@ -22,7 +22,8 @@ from clip.model import CLIP
 from dassl.utils import UserError
 from datasets.synthetic import make_dataset
 from tests.tiny import tiny_clip_config
-from trainers.coop import CoCoOpPromptLearner, CoOpPromptLearner, cocoop_node, coop_node
+from trainers.coop.cocoop import CoCoOpPromptLearner, cocoop_node
+from trainers.coop.coop import CoOpPromptLearner, coop_node
 
 REPO = Path(__file__).resolve().parents[1]
 COMMON = ["DATALOADER.NUM_WORKERS", "0", "INPUT.SIZE", "(32, 32)", "TRAIN.PRINT_FREQ", "1"]

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-import trainers
 from clip.model import CLIP, CLIPConfig, LayerNorm
 from dassl.config import get_cfg_default
 from tests.tiny import tiny_clip_config
 from trainers.base import ConfigError
 from trainers.config import extend_cfg
-from trainers.deep_prompts import DeepPromptHooks, TextContext
-from trainers.promptsrc import TEMPLATES, gpa_weights
+from trainers.deep_prompts import ivlp, maple, promptsrc, vpt
+from trainers.deep_prompts.mechanism import DeepPromptHooks, TextContext
+from trainers.deep_prompts.promptsrc import TEMPLATES, gpa_weights
 
 CLASSNAMES = ["red_apple", "dog", "cat", "house", "tree"]
 # MaPLe's official code hard-codes ViT-B/16's widths (768, 512): its reference ran on a CLIP of those
@@ -86,8 +86,7 @@ def make_cfg(method: str, clip_path: str, **overrides: object) -> object:
 
 def fixed_trainer(cfg: object) -> object:
     """The method's trainer on the five class names, no data (the steps are fed by hand)."""
-    base = {"MaPLe": trainers.maple.MaPLe, "IVLP": trainers.ivlp.IVLP, "VPT": trainers.vpt.VPT,
-            "PromptSRC": trainers.promptsrc.PromptSRC}[cfg.TRAINER.NAME]
+    base = {"MaPLe": maple.MaPLe, "IVLP": ivlp.IVLP, "VPT": vpt.VPT, "PromptSRC": promptsrc.PromptSRC}[cfg.TRAINER.NAME]
 
     class FixedClasses(base):
         def build_data_loader(self) -> None:
@@ -169,9 +168,9 @@ def test_gpa_weights_are_the_normalised_gaussian_over_the_epochs():
     assert len(TEMPLATES) == 60 and len(set(TEMPLATES)) == 60 and all("{}" in t for t in TEMPLATES)
     # Few-shot: the official file's commented alternative (45/5) for five datasets, its own values elsewhere.
     gpa = {"TRAINER.PROMPTSRC.GPA_MEAN": 45, "TRAINER.PROMPTSRC.GPA_STD": 5}
-    assert trainers.promptsrc.PromptSRC.dataset_settings("EuroSAT", "FS") == gpa
-    assert trainers.promptsrc.PromptSRC.dataset_settings("EuroSAT", "B2N") == {}
-    assert trainers.promptsrc.PromptSRC.dataset_settings("Caltech101", "FS") == {}
+    assert promptsrc.PromptSRC.dataset_settings("EuroSAT", "FS") == gpa
+    assert promptsrc.PromptSRC.dataset_settings("EuroSAT", "B2N") == {}
+    assert promptsrc.PromptSRC.dataset_settings("Caltech101", "FS") == {}
 
 
 def test_first_image_prompts_go_through_ln_pre_exactly_as_appended_before_it():
@@ -245,10 +244,10 @@ VIT_B16 = CLIPConfig(embed_dim=512, image_resolution=224, vision_layers=12, visi
 def test_learnable_parameters_at_vit_b16_are_the_published_counts(method, overrides, expected):
     cfg = make_cfg(method, "", **overrides)
     learners = {  # the modules holding every trained tensor (PromptSRC's: IVLP's, without the frozen targets)
-        "MaPLe": lambda clip: trainers.maple.build_maple(cfg, CLASSNAMES, clip).learner,
-        "IVLP": lambda clip: trainers.ivlp.build_ivlp(cfg, CLASSNAMES, clip).learner,
-        "VPT": lambda clip: trainers.vpt.build_vpt(cfg, CLASSNAMES, clip).learner,
-        "PromptSRC": lambda clip: trainers.promptsrc.PromptSRCLearner(clip, CLASSNAMES, cfg.TRAINER.PROMPTSRC, None),
+        "MaPLe": lambda clip: maple.build_maple(cfg, CLASSNAMES, clip).learner,
+        "IVLP": lambda clip: ivlp.build_ivlp(cfg, CLASSNAMES, clip).learner,
+        "VPT": lambda clip: vpt.build_vpt(cfg, CLASSNAMES, clip).learner,
+        "PromptSRC": lambda clip: promptsrc.PromptSRCLearner(clip, CLASSNAMES, cfg.TRAINER.PROMPTSRC, None),
     }
     with torch.device("meta"):
         learner = learners[method](CLIP(VIT_B16).requires_grad_(False))

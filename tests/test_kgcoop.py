@@ -13,7 +13,7 @@ from dassl.config import get_cfg_default
 from trainers.base import ConfigError
 from trainers.config import extend_cfg
 from trainers.coop.coop import coop_node
-from trainers.kgcoop import KgCoOp
+from trainers.coop.kgcoop import KgCoOp
 
 CLASSNAMES = ["banded", "blotchy", "braided", "bubbly", "chequered"]
 

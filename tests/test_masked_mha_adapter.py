@@ -22,7 +22,7 @@ from datasets.synthetic import make_dataset
 from tests.tiny import tiny_clip_config
 from trainers.base import ConfigError
 from trainers.config import extend_cfg
-from trainers.masked_mha_adapter import MaskedMHAAdapter, MultiModalAdapter, adapted_logits
+from trainers.masked_mha_adapter.masked_mha_adapter import MaskedMHAAdapter, MultiModalAdapter, adapted_logits
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, "configs", "trainers", "MaskedMHAAdapter", "vit_b16.yaml")

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from tiny import tiny_clip_config
 
-import trainers.mma
+import trainers.mma.mma
 from clip import clip
 from clip.model import CLIP
 from dassl.config import get_cfg_default
@@ -23,7 +23,7 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 from datasets.synthetic import make_dataset
 from trainers.base import ConfigError
 from trainers.config import extend_cfg
-from trainers.mma import AdapterHooks, AdapterLearner, MultiModalAdapter, build_mma
+from trainers.mma.mma import AdapterHooks, AdapterLearner, MultiModalAdapter, build_mma
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, "configs", "trainers", "MultiModalAdapter")
@@ -48,7 +48,7 @@ def tiny_clip() -> CLIP:
     return model
 
 
-def model_with_random_adapters(clip_model: CLIP, **settings) -> trainers.mma.MMAModel:
+def model_with_random_adapters(clip_model: CLIP, **settings) -> trainers.mma.mma.MMAModel:
     torch.manual_seed(1)
     model = build_mma(mma_cfg(**settings), CLASSES, clip_model)
     with torch.no_grad():  # biases start at 0: make every term of the branch visible

@@ -15,7 +15,7 @@ from yacs.config import CfgNode
 from clip.model import CLIP
 from dassl.engine import TRAINER_REGISTRY
 
-from .deep_prompts import (
+from .mechanism import (
     IndependentInit,
     IndependentPromptTrainer,
     PromptShape,

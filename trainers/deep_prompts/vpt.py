@@ -18,14 +18,14 @@ from clip import clip
 from clip.model import CLIP
 from dassl.engine import TRAINER_REGISTRY
 
-from .deep_prompts import (
+from ..prompts import class_name
+from .mechanism import (
     IndependentInit,
     IndependentPromptTrainer,
     PromptShape,
     TowerPrompts,
     logits_of,
 )
-from .prompts import class_name
 
 TEMPLATE = "a photo of a {}."  # the official VPT's fixed prompt, for every dataset
 

@@ -31,8 +31,8 @@ from clip import clip
 from clip.model import CLIP, BlockHooks, CLIPConfig, ResidualAttentionBlock
 from dassl.engine import TRAINER_REGISTRY
 
-from .base import CLIPTrainer, ConfigError
-from .prompts import class_name
+from ..base import CLIPTrainer, ConfigError
+from ..prompts import class_name
 
 
 class GradientScale(torch.autograd.Function):

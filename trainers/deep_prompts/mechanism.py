@@ -34,9 +34,9 @@ from yacs.config import CfgNode
 from clip import clip
 from clip.model import CLIP, BlockHooks, CLIPConfig, build_model
 
-from .base import CLIPTrainer, ConfigError
-from .prompts import class_name
-from .replay import build_clip_without_drawing, replay_clip_construction
+from ..base import CLIPTrainer, ConfigError
+from ..prompts import class_name
+from ..replay import build_clip_without_drawing, replay_clip_construction
 
 PROMPT_STD = 0.02  # every randomly initialised prompt is N(0, 0.02)
 # Official checkpoints hold the whole model: the keys of its frozen parts, skipped on load.

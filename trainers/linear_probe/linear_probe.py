@@ -32,7 +32,7 @@ from dassl.data.data_manager import build_data_loader
 from dassl.data.transforms import build_transform
 from dassl.engine import TRAINER_REGISTRY
 
-from .base import CLIPTrainer, ConfigError
+from ..base import CLIPTrainer, ConfigError
 
 LEARNER_NAME = "linear_probe"
 C_SWEEP = (1e6, 1e4, 1e2, 1.0, 1e-2, 1e-4, 1e-6)  # lpclip's initial sweep, in its order

@@ -32,8 +32,8 @@ from dassl.data.transforms import build_transform
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils import load_checkpoint
 
-from .base import CLIPTrainer, ConfigError
-from .prompts import class_prompts
+from ..base import CLIPTrainer, ConfigError
+from ..prompts import class_prompts
 
 MASKS = ("additive", "cross_only", "none")
 # The release's whole-model checkpoints hold the adapter under this prefix, next to the frozen CLIP.

@@ -31,11 +31,11 @@ from clip import clip
 from clip.model import CLIP
 from dassl.engine import TRAINER_REGISTRY
 
-from .base import ConfigError
-from .deep_prompts import IndependentInit
+from ..base import ConfigError
+from ..prompts import class_name
+from ..replay import replay_clip_construction
 from .ivlp import IVLP, IndependentPrompts, IVLPModel, ivlp_node
-from .prompts import class_name
-from .replay import replay_clip_construction
+from .mechanism import IndependentInit
 
 # OpenAI's ImageNet prompt-engineering templates, as PromptSRC uses them: 60 of the 80, in this order
 # (the order fixes the rounding of their mean).

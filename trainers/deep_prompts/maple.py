@@ -23,7 +23,7 @@ from yacs.config import CfgNode
 from clip.model import CLIP
 from dassl.engine import TRAINER_REGISTRY
 
-from .deep_prompts import DeepPromptHooks, DeepPromptTrainer, TextContext, logits_of, normal_prompts
+from .mechanism import DeepPromptHooks, DeepPromptTrainer, TextContext, logits_of, normal_prompts
 
 
 def maple_node() -> CfgNode:

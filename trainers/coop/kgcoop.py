@@ -34,10 +34,10 @@ from clip import clip
 from clip.model import CLIP
 from dassl.engine import TRAINER_REGISTRY
 
-from .base import CLIPTrainer, ConfigError
-from .coop.coop import REBUILT, CoOpPromptLearner, add_missing, check_context, coop_node
-from .prompts import TEMPLATES, class_prompts
-from .replay import replay_clip_construction
+from ..base import CLIPTrainer, ConfigError
+from ..prompts import TEMPLATES, class_prompts
+from ..replay import replay_clip_construction
+from .coop import REBUILT, CoOpPromptLearner, add_missing, check_context, coop_node
 
 # KgCoOp's templates: CoOp's except DTD.
 KGCOOP_TEMPLATES = {**TEMPLATES, "DescribableTextures": "a photo of a {}, a type of texture."}
