@@ -6,8 +6,7 @@
         --output-dir output/base2new/train_base/dtd/shots_16/MMRL/vit_b16/seed1 \
         DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base TASK B2N
 
-Config precedence (later wins): dassl defaults and trainer defaults, dataset YAML, trainer YAML,
-command-line flags, per-dataset trainer settings (trainers/config.py), trailing KEY VALUE opts.
+Where each setting comes from, and in which order: docs/configuration.md.
 """
 from __future__ import annotations
 
@@ -23,12 +22,13 @@ from yacs.config import CfgNode
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
+from dassl import compat
 from dassl.config import get_cfg_default
 from dassl.config.checks import check_cfg_values
 from dassl.data.datasets import DATASET_REGISTRY
 from dassl.engine import TRAINER_REGISTRY, build_trainer
 from dassl.utils import UserError, collect_env_info, set_random_seed, setup_logger
-from trainers.config import extend_cfg, get_dataset_specified_config
+from trainers.config import apply_dataset_layer, dataset_layer, extend_cfg, flat_config, keep_trainer_node, yaml_keys
 
 
 class UsageError(UserError):
@@ -55,18 +55,13 @@ def reset_cfg(cfg: CfgNode, args: argparse.Namespace) -> None:
         cfg.RESUME = args.resume
     if args.seed is not None and args.seed >= 0:
         cfg.SEED = args.seed
-    if args.source_domains:
-        cfg.DATASET.SOURCE_DOMAINS = args.source_domains
-    if args.target_domains:
-        cfg.DATASET.TARGET_DOMAINS = args.target_domains
     if args.transforms:
         cfg.INPUT.TRANSFORMS = args.transforms
     if args.trainer:
         cfg.TRAINER.NAME = args.trainer
     if args.backbone:
         cfg.MODEL.BACKBONE.NAME = args.backbone
-    if args.head:
-        cfg.MODEL.HEAD.NAME = args.head
+    compat.apply_upstream_flags(cfg, args)
 
 
 def _merge_file(cfg: CfgNode, path: str, flag: str) -> None:
@@ -86,30 +81,40 @@ def _task_from_opts(opts: list[str], default: str) -> str:
     return default
 
 
-def setup_cfg(args: argparse.Namespace) -> CfgNode:
+def configure(args: argparse.Namespace) -> tuple[CfgNode, list[str]]:
+    """The run's config, and the lines saying what the per-dataset layer changed (docs/configuration.md)."""
     cfg = get_cfg_default()
     extend_cfg(cfg)
-    if args.dataset_config_file:
-        _merge_file(cfg, args.dataset_config_file, "--dataset-config-file")
-    if args.config_file:
-        _merge_file(cfg, args.config_file, "--config-file")
+    set_by: dict[str, str] = {}  # key -> the file or flag that set it last
+    for path, flag in ((args.dataset_config_file, "--dataset-config-file"), (args.config_file, "--config-file")):
+        if path:
+            _merge_file(cfg, path, flag)
+            set_by.update(dict.fromkeys(yaml_keys(path), path))
+    before = flat_config(cfg)
     reset_cfg(cfg, args)
+    set_by.update({k: "a command-line flag" for k, v in flat_config(cfg).items() if before[k] != v})
     opts = list(args.opts or [])
     if opts and opts[0] == "--":
         opts = opts[1:]
     if len(opts) % 2:
         raise UsageError(f"trailing options must be KEY VALUE pairs, got an odd number: {opts}")
-    task = _task_from_opts(opts, cfg.TASK)
+    report: list[str] = []
     try:
-        if cfg.TRAINER.NAME:
-            cfg.merge_from_list(get_dataset_specified_config(cfg.DATASET.NAME, cfg.TRAINER.NAME, task))
+        layer = dataset_layer(cfg.TRAINER.NAME, cfg.DATASET.NAME, _task_from_opts(opts, cfg.TASK))
+        if layer is not None:
+            report = apply_dataset_layer(cfg, layer, set_by, opts)
         cfg.merge_from_list(opts)
     except (KeyError, ValueError, AssertionError) as e:
         raise UsageError(f"bad config option: {e}") from e
     check_names(cfg)
+    keep_trainer_node(cfg)
     check_cfg_values(cfg)
     cfg.freeze()
-    return cfg
+    return cfg, report
+
+
+def setup_cfg(args: argparse.Namespace) -> CfgNode:
+    return configure(args)[0]
 
 
 def check_names(cfg: CfgNode) -> None:
@@ -156,25 +161,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", type=str, default="", help="output directory")
     p.add_argument("--resume", type=str, default="", help="checkpoint directory to resume training from")
     p.add_argument("--seed", type=int, default=-1, help="a non-negative value fixes all random seeds")
-    p.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
-    p.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
     p.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
     p.add_argument("--config-file", type=str, default="", help="trainer config file")
     p.add_argument("--dataset-config-file", type=str, default="", help="dataset config file")
     p.add_argument("--trainer", type=str, default="", help="trainer name (see README: methods)")
     p.add_argument("--backbone", type=str, default="", help="backbone name, e.g. ViT-B/16")
-    p.add_argument("--head", type=str, default="", help="name of head")
     p.add_argument("--eval-only", action="store_true", help="evaluation only")
     p.add_argument("--model-dir", type=str, default="", help="load the model from this directory (eval-only)")
     p.add_argument("--train-epoch", type=int, help="override OPTIM.MAX_EPOCH")
     p.add_argument("--load-epoch", type=int, help="checkpoint epoch to evaluate (default: last / best)")
     p.add_argument("--no-train", action="store_true", help="build everything but do not train")
+    compat.add_upstream_flags(p)
     p.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
     return p
 
 
 def main(args: argparse.Namespace) -> None:
-    cfg = setup_cfg(args)
+    cfg, dataset_settings = configure(args)
     trainable = getattr(TRAINER_REGISTRY.get(cfg.TRAINER.NAME), "TRAINABLE", True)
     if args.eval_only and not args.model_dir and trainable:
         raise UsageError("--eval-only needs --model-dir (the output folder of a training run)")
@@ -190,6 +193,8 @@ def main(args: argparse.Namespace) -> None:
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
     print_args(args, cfg)
+    if dataset_settings:
+        print("\n".join(dataset_settings))
     print("Collecting env info ...")
     print(f"** System info **\n{collect_env_info()}\n")
 

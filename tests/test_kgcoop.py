@@ -12,7 +12,7 @@ from clip.model import CLIP
 from dassl.config import get_cfg_default
 from trainers.base import ConfigError
 from trainers.config import extend_cfg
-from trainers.coop.coop import coop_node
+from trainers.coop.coop import CoOp
 from trainers.coop.kgcoop import KgCoOp
 
 CLASSNAMES = ["banded", "blotchy", "braided", "bubbly", "chequered"]
@@ -101,15 +101,12 @@ def test_seeded_run_reproduces_the_official_implementation(tiny_path, setting, o
     assert logits.flatten().tolist() == pytest.approx(sum(expected["logits"], []), abs=1e-4)
 
 
-def test_add_config_adds_w_to_coops_node_and_keeps_its_keys():
+def test_kgcoop_shares_coops_node_and_adds_w():
+    assert KgCoOp.NODE == CoOp.NODE == "COOP"
+    assert KgCoOp.DEFAULTS == {**CoOp.DEFAULTS, "W": 1.0}
     cfg = get_cfg_default()
-    cfg.TRAINER.COOP = coop_node()
-    cfg.TRAINER.COOP.N_CTX = 7  # a CoOp value set before KgCoOp's add_config runs
-    KgCoOp.add_config(cfg)
-    assert cfg.TRAINER.COOP.N_CTX == 7 and cfg.TRAINER.COOP.W == 1.0
-    fresh = get_cfg_default()
-    KgCoOp.add_config(fresh)  # no CoOp node yet: created with CoOp's defaults
-    assert dict(fresh.TRAINER.COOP) == {**coop_node(), "W": 1.0}
+    extend_cfg(cfg)  # the union of both: a KgCoOp YAML file and a CoOp one both merge
+    assert dict(cfg.TRAINER.COOP) == {**CoOp.DEFAULTS, "W": 1.0}
 
 
 def test_official_checkpoint_loads_and_a_foreign_one_is_refused(tiny_path):

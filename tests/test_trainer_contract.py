@@ -143,7 +143,7 @@ def test_default_cuts_prompts_and_exact_gives_the_same_logits(name, setup, tmp_p
     fast = build(name, setup, str(tmp_path / "fast"))
     exact = build(name, setup, str(tmp_path / "exact"), ["EXACT", "True"])
     clips = [[m for m in t.model.modules() if isinstance(m, CLIP)] for t in (fast, exact)]
-    assert clips[0] and all(c.cut_text for c in clips[0]) and not any(c.cut_text for c in clips[1])
+    assert clips[0] and not any(c.exact for c in clips[0]) and all(c.exact for c in clips[1])
     images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     logits = []
     for t in (fast, exact):

@@ -10,10 +10,8 @@ As the official code (github htyao89/KgCoOp), on purpose:
 - a truthy ``CTX_INIT`` always means the words "a photo of a" (4 context vectors), whatever the string;
 - the class token is always at the end (the official prompt learner has no other position: any other
   ``CLASS_TOKEN_POSITION`` is refused here rather than silently ignored);
-- the random numbers its build draws are drawn in the same order (``replay_official_build``): a second
-  full CLIP construction and three modules it never uses, so the data order and augmentation that
-  follow are the official run's;
-- official checkpoints also hold those unused ``bias_vectors`` and ``meta_net`` tensors, skipped on load.
+- the random numbers its build draws are drawn in the same order, and official checkpoints (which hold
+  tensors of modules it never uses) load and resume: ``official.py``.
 
 Not the official code: the teacher comes from the same frozen CLIP (the official code builds a second
 copy, in fp16 on GPU whatever PREC is); its amp branch is broken (the model returns a tuple), ours runs amp
@@ -21,9 +19,6 @@ as the other methods do (not exercised here: CPU only).
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,19 +29,17 @@ from clip import clip
 from clip.model import CLIP
 from dassl.engine import TRAINER_REGISTRY
 
-from ..base import CLIPTrainer, ConfigError
+from ..base import ConfigError
+from ..logits import clip_logits, l2_normalize
 from ..prompts import TEMPLATES, class_prompts
-from ..replay import replay_clip_construction
-from .coop import REBUILT, CoOpPromptLearner, add_missing, check_context, coop_node
+from ..text_cache import FrozenFeatures
+from . import official
+from .coop import CoOp, CoOpPromptLearner, PromptTrainer
 
 # KgCoOp's templates: CoOp's except DTD.
 KGCOOP_TEMPLATES = {**TEMPLATES, "DescribableTextures": "a photo of a {}, a type of texture."}
 # What the official code initialises the context with whenever CTX_INIT is truthy.
 INIT_WORDS = "a photo of a"
-# Keys of official checkpoints for modules built but never used (frozen, untouched by training).
-UNUSED_OFFICIAL_KEYS = ("bias_vectors", "meta_net.")
-# Their hard-coded width (512, ViT-B/16's embedding width) whatever the backbone.
-UNUSED_WIDTH = 512
 
 
 def official_context(cfg: CfgNode) -> CfgNode:
@@ -67,110 +60,64 @@ class KgCoOpModel(nn.Module):
         self.clip = clip_model
         self.learner = learner
         self.register_buffer("teacher_tokens", teacher_tokens, persistent=False)
-        self.register_buffer("teacher_features", torch.empty(0), persistent=False)
+        self.teacher = FrozenFeatures(self.encode_teacher, clip_model.text_projection)
 
-    @torch.no_grad()
-    def encode_teacher(self) -> None:
-        """The frozen CLIP's normalised features of the templates; once the model is on its device."""
-        features = self.clip.encode_text(self.teacher_tokens)
-        self.teacher_features = features / features.norm(dim=-1, keepdim=True)
+    def encode_teacher(self) -> Tensor:
+        """The frozen CLIP's normalised features of the templates."""
+        return l2_normalize(self.clip.encode_text(self.teacher_tokens))
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
         """(logits, normalised class features of the learned prompts)."""
         clip_model = self.clip
         text = clip_model.encode_text_embeddings(self.learner(), self.learner.eot, shared=self.learner.shared)
-        image_features = clip_model.encode_image(image.type(clip_model.dtype))
-        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
-        text = text / text.norm(dim=-1, keepdim=True)
-        return clip_model.logit_scale.exp() * image_features @ text.t(), text
+        image_features = l2_normalize(clip_model.encode_image(image.type(clip_model.dtype)))
+        text = l2_normalize(text)
+        return clip_logits(clip_model.logit_scale.exp(), image_features, text, normalize=False), text
 
 
 def kgcoop_loss(logits: Tensor, text: Tensor, teacher: Tensor, label: Tensor, weight: float) -> Tensor:
     """CE + W * (1 - mean cos(text, teacher)); the teacher is renormalised as the official code does."""
-    teacher = teacher / teacher.norm(dim=-1, keepdim=True)
-    score = 1.0 - torch.mean(F.cosine_similarity(text, teacher, dim=1, eps=1e-07))
+    score = 1.0 - torch.mean(F.cosine_similarity(text, l2_normalize(teacher), dim=1, eps=1e-07))
     return F.cross_entropy(logits, label) + weight * score
 
 
-def replay_official_build(clip_model: CLIP) -> None:
-    """Draw what the official build draws after the context.
-
-    In its order: ``bias_vectors``, a second CLIP construction, ``meta_net``, then the model's adapter.
-    """
-    with torch.no_grad():
-        torch.empty(1, UNUSED_WIDTH, dtype=clip_model.dtype).normal_(std=0.02)
-        replay_clip_construction(clip_model)
-        nn.Linear(UNUSED_WIDTH, UNUSED_WIDTH)
-        nn.Linear(UNUSED_WIDTH, UNUSED_WIDTH // 4, bias=False)
-        nn.Linear(UNUSED_WIDTH // 4, UNUSED_WIDTH, bias=False)
-
-
-def build_kgcoop(cfg: CfgNode, classnames: list[str], clip_model: CLIP) -> KgCoOpModel:
-    """KgCoOp around a frozen ``clip_model``, drawing the official build's random numbers in its order."""
+def build_kgcoop(
+    cfg: CfgNode, classnames: list[str], clip_model: CLIP, *, template: str | None = None
+) -> KgCoOpModel:
+    """KgCoOp around a frozen ``clip_model`` (draws the context only); ``template``: the teacher's, if the
+    dataset brings one (else KgCoOp's table)."""
     learner = CoOpPromptLearner(official_context(cfg), classnames, clip_model)
-    replay_official_build(clip_model)
-    prompts = class_prompts(cfg.DATASET.NAME, classnames, KGCOOP_TEMPLATES)
+    prompts = class_prompts(cfg.DATASET.NAME, classnames, KGCOOP_TEMPLATES, template)
     print(f"Prompts: {prompts}")
     return KgCoOpModel(clip_model, learner, clip.tokenize(prompts))
 
 
 @TRAINER_REGISTRY.register()
-class KgCoOp(CLIPTrainer):
-    """KgCoOp on ``CLIPTrainer``: CoOp's learner, the knowledge-guided loss, the official build's draws."""
+class KgCoOp(PromptTrainer):
+    """KgCoOp: CoOp's learner and the knowledge-guided loss, on CoOp's node plus ``W``."""
 
-    NODE = "COOP"
-    LEARNER_NAME = "prompt_learner"
-    REBUILT_KEYS = REBUILT
+    NODE = "COOP"  # shared with CoOp
+    DEFAULTS = {**CoOp.DEFAULTS, "W": 1.0}  # W: the official default; the published scripts pass 8.0
     model_factory = staticmethod(build_kgcoop)
+    replay_after_factory = staticmethod(official.replay_kgcoop_build)
+    filter_state_dict = staticmethod(official.filter_kgcoop_state_dict)
+    filter_optimizer_state = staticmethod(official.kgcoop_optimizer_state)
     model: KgCoOpModel
-
-    @classmethod
-    def add_config(cls, cfg: CfgNode) -> None:
-        """Add ``W`` to CoOp's node (created with CoOp's defaults if no CoOp trainer did)."""
-        node = coop_node()
-        node.W = 1.0  # the official default; the published scripts pass 8.0
-        add_missing(cfg, "COOP", node)
 
     def check_cfg(self, cfg: CfgNode) -> None:
         super().check_cfg(cfg)
-        s = cfg.TRAINER.COOP
-        if s.CLASS_TOKEN_POSITION != "end":
+        settings = cfg.TRAINER.COOP
+        if settings.CLASS_TOKEN_POSITION != "end":
             raise ConfigError(
-                f"TRAINER.COOP.CLASS_TOKEN_POSITION {s.CLASS_TOKEN_POSITION!r}: KgCoOp's official prompt learner "
-                "places the class token at the end only; use end"
+                f"TRAINER.COOP.CLASS_TOKEN_POSITION {settings.CLASS_TOKEN_POSITION!r}: KgCoOp's official prompt "
+                "learner places the class token at the end only; use end"
             )
-        check_context("COOP", s.N_CTX, s.CTX_INIT)
-        if s.CTX_INIT and s.CTX_INIT != INIT_WORDS:
+        if settings.CTX_INIT and settings.CTX_INIT != INIT_WORDS:
             print(f'Note: KgCoOp initialises the context with "{INIT_WORDS}" whatever CTX_INIT is (official code)')
-
-    def after_build(self) -> None:
-        self.model.encode_teacher()
 
     def compute_loss(self, image: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
         logits, text = self.model(image)
-        return kgcoop_loss(logits, text, self.model.teacher_features, label, self.settings.W), logits
+        return kgcoop_loss(logits, text, self.model.teacher(), label, self.settings.W), logits
 
     def model_inference(self, input: Tensor) -> Tensor:
         return self.model(input)[0]
-
-    def learner_state(self, learner: nn.Module, state_dict: Mapping[str, Tensor], source: str) -> dict[str, Any]:
-        """Ours or an official checkpoint, whose unused ``bias_vectors`` and ``meta_net`` are skipped."""
-        used = {k: v for k, v in state_dict.items() if not k.removeprefix("module.").startswith(UNUSED_OFFICIAL_KEYS)}
-        return super().learner_state(learner, used, source)
-
-    def adapt_checkpoint(self, name: str, checkpoint: dict[str, Any], path: str) -> dict[str, Any]:
-        """Resume from an official folder too: its optimizer also lists the unused parameters.
-
-        The official optimizer's one group holds the official prompt learner's parameters (``ctx`` first,
-        then ``bias_vectors`` and ``meta_net``'s, which never get a gradient, so no state): only ``ctx``'s
-        entry is kept. The scheduler state needs no mapping.
-        """
-        checkpoint = super().adapt_checkpoint(name, checkpoint, path)
-        optimizer = checkpoint.get("optimizer")
-        if optimizer is None or [len(g["params"]) for g in optimizer["param_groups"]] == [1]:
-            return checkpoint
-        (group,) = optimizer["param_groups"]
-        ctx_id = group["params"][0]
-        state = {0: optimizer["state"][ctx_id]} if ctx_id in optimizer["state"] else {}
-        print("An official checkpoint: resuming from its ctx and ctx's optimizer state")
-        return {**checkpoint, "optimizer": {"state": state, "param_groups": [{**group, "params": [0]}]}}
