@@ -14,7 +14,7 @@ from tests.tiny import tiny_clip_config
 from trainers.base import ConfigError
 from trainers.config import dataset_layer, extend_cfg
 from trainers.deep_prompts import ivlp, maple, promptsrc, vpt
-from trainers.deep_prompts.mechanism import DeepPromptHooks, TextContext
+from trainers.deep_prompts.mechanism import DeepPromptHooks, PromptShape, TextContext
 from trainers.deep_prompts.promptsrc import TEMPLATES, gpa_weights
 
 CLASSNAMES = ["red_apple", "dog", "cat", "house", "tree"]
@@ -283,3 +283,19 @@ def test_resuming_from_an_official_whole_model_checkpoint_is_refused_evaluating_
     loaded = t.learner_state(learner, {k: v + 1 for k, v in official.items()}, "official.pth")
     assert torch.equal(loaded["image_encoder.VPT"], learner.state_dict()["image_encoder.VPT"] + 1)
     assert "image_encoder.conv1.weight" not in loaded
+
+
+@pytest.mark.parametrize("method", ["IVLP", "VPT", "PromptSRC"])
+def test_a_plain_factory_draws_only_the_prompts_it_keeps(method):
+    """Outside a trainer the factory draws the independent prompts in the official order and nothing else
+    (PromptSRC's trainer also replays two more CLIP constructions, the official draws: official.py)."""
+    cfg = make_cfg(method, "")
+    factory = {"IVLP": ivlp.build_ivlp, "VPT": vpt.build_vpt, "PromptSRC": promptsrc.build_promptsrc}[method]
+    clip_model = CLIP(tiny_clip_config()).float()
+    torch.manual_seed(5)
+    learner = factory(cfg, CLASSNAMES, clip_model).learner
+    after_factory = torch.get_rng_state()
+    torch.manual_seed(5)
+    init = PromptShape.of(cfg.TRAINER[SETTINGS[method][0]]).draw(clip_model)  # CTX_INIT words: no text draw
+    assert torch.equal(torch.get_rng_state(), after_factory)
+    assert torch.equal(learner.image_encoder.VPT, init.vision_first)

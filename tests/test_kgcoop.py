@@ -12,8 +12,9 @@ from clip.model import CLIP
 from dassl.config import get_cfg_default
 from trainers.base import ConfigError
 from trainers.config import extend_cfg
+from trainers.coop import official
 from trainers.coop.coop import CoOp
-from trainers.coop.kgcoop import KgCoOp
+from trainers.coop.kgcoop import KgCoOp, build_kgcoop
 
 CLASSNAMES = ["banded", "blotchy", "braided", "bubbly", "chequered"]
 
@@ -150,3 +151,21 @@ def test_resuming_from_an_official_folder_keeps_ctx_and_its_momentum(tiny_path):
     t.optim.load_state_dict(adapted["optimizer"])
     assert torch.equal(t.model.learner.ctx, ctx)
     assert torch.equal(t.optim.state[t.model.learner.ctx]["momentum_buffer"], momentum)
+
+
+def test_the_plain_factory_draws_only_the_context_the_trainer_replays_the_rest(tiny_path):
+    """build_kgcoop draws the random context and nothing else; the trainer path draws, after it, what the
+    official build draws (its seeded pins above depend on that)."""
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    cfg.merge_from_list(["DATASET.NAME", "DescribableTextures", "TRAINER.COOP.N_CTX", 4])
+    clip_model = CLIP(tiny_clip_config()).float()
+    torch.manual_seed(11)
+    model = build_kgcoop(cfg, CLASSNAMES, clip_model)
+    after_factory = torch.get_rng_state()
+    torch.manual_seed(11)
+    ctx = torch.empty(4, 64).normal_(std=0.02)  # the one tensor the model draws and keeps
+    assert torch.equal(torch.get_rng_state(), after_factory)
+    assert torch.equal(model.learner.ctx, ctx)
+    official.replay_kgcoop_build(clip_model, cfg.TRAINER.COOP)
+    assert not torch.equal(torch.get_rng_state(), after_factory)

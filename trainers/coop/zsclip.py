@@ -13,6 +13,7 @@ datasets' templates too. Here every build starts from the seven templates.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 from yacs.config import CfgNode
 
@@ -45,12 +46,13 @@ class ZeroshotModel(nn.Module):
         self.clip = clip_model
         self.learner = nn.Module()
         self.prompts = prompts
+        # (templates, classes, 77) tokens of the class prompts, one set per template.
+        self.register_buffer("tokens", torch.stack([clip.tokenize(p) for p in prompts]), persistent=False)
         self.text_features = FrozenFeatures(self.encode_prompts, clip_model.text_projection)
 
     def encode_prompts(self) -> Tensor:
         """Normalised class features; with several templates, their mean renormalised (the official sums)."""
-        device = self.clip.text_projection.device
-        features = [l2_normalize(self.clip.encode_text(clip.tokenize(p).to(device))) for p in self.prompts]
+        features = [l2_normalize(self.clip.encode_text(tokens)) for tokens in self.tokens]
         if len(features) == 1:
             return features[0]
         total: Tensor | int = 0
