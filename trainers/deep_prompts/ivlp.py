@@ -57,13 +57,9 @@ class IVLPModel(nn.Module):
 
 
 def build_ivlp(
-    cfg: CfgNode,
-    classnames: list[str],
-    clip_model: CLIP,
-    *,
-    template: str | None = None,
-    init: IndependentInit | None = None,
-) -> IVLPModel:
+    cfg: CfgNode, classnames: list[str], clip_model: CLIP, *, template: str | None = None,
+    init: IndependentInit | None = None
+) -> IVLPModel:  # fmt: skip
     """IVLP around ``clip_model``; ``init``: the prompts' initial values (None: drawn here, in the official order)."""
     template_not_used("IVLP", template)
     return IVLPModel(clip_model, IndependentPrompts(clip_model, classnames, cfg.TRAINER.IVLP, init))

@@ -154,13 +154,9 @@ def promptsrc_loss(
 
 
 def build_promptsrc(
-    cfg: CfgNode,
-    classnames: list[str],
-    clip_model: CLIP,
-    *,
-    template: str | None = None,
-    init: IndependentInit | None = None,
-) -> PromptSRCModel:
+    cfg: CfgNode, classnames: list[str], clip_model: CLIP, *, template: str | None = None,
+    init: IndependentInit | None = None
+) -> PromptSRCModel:  # fmt: skip
     """PromptSRC around ``clip_model``; ``init``: the prompts' initial values (None: drawn here, in the
     official order); ``template``: the dataset's own, added to the 60."""
     learner = PromptSRCLearner(clip_model, classnames, cfg.TRAINER.PROMPTSRC, init)

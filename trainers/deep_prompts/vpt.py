@@ -53,13 +53,9 @@ class VPTModel(nn.Module):
 
 
 def build_vpt(
-    cfg: CfgNode,
-    classnames: list[str],
-    clip_model: CLIP,
-    *,
-    template: str | None = None,
-    init: IndependentInit | None = None,
-) -> VPTModel:
+    cfg: CfgNode, classnames: list[str], clip_model: CLIP, *, template: str | None = None,
+    init: IndependentInit | None = None
+) -> VPTModel:  # fmt: skip
     """VPT around ``clip_model``; ``init``: the prompts' initial values (None: drawn here, in the official order)."""
     prompts = class_prompts(cfg.DATASET.NAME, classnames, template=template or TEMPLATE)
     return VPTModel(clip_model, prompts, VisionPrompts(clip_model, cfg.TRAINER.VPT, init))

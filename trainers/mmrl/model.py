@@ -356,14 +356,9 @@ class MMRLParts:
 
 
 def build_mmrl(
-    cfg: CfgNode,
-    classnames: Sequence[str],
-    clip_model: CLIP,
-    *,
-    template: str | None = None,
-    init: Tensor | None = None,
-    parts: type[MMRLParts] = MMRLParts,
-) -> MMRLModel:
+    cfg: CfgNode, classnames: Sequence[str], clip_model: CLIP, *, template: str | None = None,
+    init: Tensor | None = None, parts: type[MMRLParts] = MMRLParts
+) -> MMRLModel:  # fmt: skip
     """MMRL around a frozen ``clip_model``; ``model.learner`` holds every trained tensor.
 
     ``init`` is P_v^r's (MMRL++: A's) initial value, drawn here when not given (the trainer passes the
