@@ -186,6 +186,7 @@ class DGDataset(DatasetBase):
 
     @classmethod
     def find_dir(cls, root: str) -> str:
+        """``DATASET.ROOT/<dataset_dir>``; a Dassl-named copy beside it (office_home_dg/, VLCS/) gets a hint."""
         root = os.path.abspath(os.path.expanduser(root))
         if not os.path.isdir(root):
             raise dg_error(cls.__name__, f"dataset root (DATASET.ROOT, --root) not found: {root}")
@@ -215,6 +216,7 @@ class DGDataset(DatasetBase):
 
     @classmethod
     def read_part(cls, dataset_dir: str, domain: str, part: str) -> list[Record]:
+        """One part of one domain (split list or class folders) as the official loader reads it."""
         raise NotImplementedError
 
     @classmethod
