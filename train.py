@@ -55,6 +55,10 @@ def reset_cfg(cfg: CfgNode, args: argparse.Namespace) -> None:
         cfg.RESUME = args.resume
     if args.seed is not None and args.seed >= 0:
         cfg.SEED = args.seed
+    if args.source_domains:
+        cfg.DATASET.SOURCE_DOMAINS = args.source_domains
+    if args.target_domains:
+        cfg.DATASET.TARGET_DOMAINS = args.target_domains
     if args.transforms:
         cfg.INPUT.TRANSFORMS = args.transforms
     if args.trainer:
@@ -164,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", type=str, default="", help="output directory")
     p.add_argument("--resume", type=str, default="", help="checkpoint directory to resume training from")
     p.add_argument("--seed", type=int, default=-1, help="a non-negative value fixes all random seeds")
+    p.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
+    p.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
     p.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
     p.add_argument("--config-file", type=str, default="", help="trainer config file")
     p.add_argument("--dataset-config-file", type=str, default="", help="dataset config file")

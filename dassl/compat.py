@@ -3,7 +3,7 @@
 Nothing of this repository's methods depends on it. Here:
 - ``add_upstream_trainer_nodes``: the config nodes of upstream's own DA / DG / SSL trainers (MCD, ...,
   FIXMATCH), which no trainer here reads, so that their YAML files still merge;
-- ``add_upstream_flags`` / ``apply_upstream_flags``: ``--source-domains``, ``--target-domains``, ``--head``;
+- ``add_upstream_flags`` / ``apply_upstream_flags``: ``--head`` (no model here has a classifier head);
 - ``records_model_selection``: an upstream trainer overrides ``load_model`` (CoOp's do) instead of the
   engine's ``load_checkpoint_into`` hook; the override still reports which model it loaded (metrics.json);
 - ``evaluate``: an upstream-style evaluator's ``evaluate()`` takes no run metadata.
@@ -42,17 +42,11 @@ def add_upstream_trainer_nodes(trainer: CN) -> None:
 
 
 def add_upstream_flags(parser: argparse.ArgumentParser) -> None:
-    """Upstream train.py's flags for domain adaptation / generalisation and classifier heads."""
-    parser.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG (upstream)")
-    parser.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG (upstream)")
+    """Upstream train.py's flags that no trainer here reads."""
     parser.add_argument("--head", type=str, default="", help="name of head (upstream)")
 
 
 def apply_upstream_flags(cfg: CN, args: argparse.Namespace) -> None:
-    if args.source_domains:
-        cfg.DATASET.SOURCE_DOMAINS = args.source_domains
-    if args.target_domains:
-        cfg.DATASET.TARGET_DOMAINS = args.target_domains
     if args.head:
         cfg.MODEL.HEAD.NAME = args.head
 
