@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import copy
 import os.path as osp
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,11 +59,11 @@ def extend_cfg(cfg: CfgNode) -> None:
     """Add TASK, DATASET.SUBSAMPLE_CLASSES, EXACT and every method's node with its defaults."""
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
     cfg.TASK = "B2N"  # B2N, FS or CD; selects the per-dataset settings and, for MMRL, the scored logits
-    # False (default): methods skip work whose result is never read (README "Speed"), which moves
-    # logits by float rounding only. True: the official code's exact op order, bit for bit.
+    # False (default): methods skip work whose result is never read, which moves logits by float
+    # rounding only. True: the official code's exact op order, bit for bit (docs/configuration.md).
     cfg.EXACT = False
     for name, defaults in method_nodes(clip_trainers().values()).items():
-        cfg.TRAINER[name] = CfgNode(defaults)
+        cfg.TRAINER[name] = CfgNode(copy.deepcopy(defaults))  # the class's lists stay untouched
 
 
 def keep_trainer_node(cfg: CfgNode) -> None:

@@ -41,7 +41,9 @@ from dassl.utils import (
 
 __all__ = ["TrainerBase", "SimpleTrainer", "TrainerX"]
 
+
 def _record_selection(trainer: TrainerBase, directory: str, epoch: int | None) -> None:
+    """What ``load_model`` records, for an upstream trainer's own ``load_model`` (dassl/compat.py)."""
     names = trainer.get_model_names()
     if names:
         trainer.model_selection = selection_of(checkpoint_path(osp.join(directory, names[0]), epoch), epoch, directory)
@@ -56,7 +58,7 @@ class TrainerBase:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "load_model" in cls.__dict__:  # an upstream trainer's own loader (ours use load_checkpoint_into)
+        if "load_model" in cls.__dict__:  # upstream-only: an own loader (ours override load_checkpoint_into)
             cls.load_model = compat.records_model_selection(cls.__dict__["load_model"], _record_selection)
 
     def __init__(self) -> None:

@@ -119,15 +119,17 @@ class PromptSRCModel(IVLPModel):
 
     def __init__(self, clip_model: CLIP, learner: PromptSRCLearner, prompts: list[list[str]]) -> None:
         super().__init__(clip_model, learner)
-        # (templates, classes, 77) tokens of the class prompts, one set per template.
-        self.register_buffer("template_tokens", torch.stack([clip.tokenize(p) for p in prompts]), persistent=False)
+        # (templates, classes, 77) tokens of the class prompts, one set per template; kept on the CPU (used
+        # once; 37 MB at ImageNet's 1000 classes) and moved template by template when encoded.
+        self.template_tokens = torch.stack([clip.tokenize(p) for p in prompts])
         self.fixed_embeddings = FrozenFeatures(self.encode_templates, clip_model.text_projection)
 
     def encode_templates(self) -> Tensor:
         """Mean over the templates of the class features, from an fp32 text tower (the official fp32 CLIP)."""
         clip_model = self.clip
         text_clip = clip_model if clip_model.dtype == torch.float32 else copy.deepcopy(clip_model).float()
-        features = [text_clip.encode_text(tokens) for tokens in self.template_tokens]
+        device = clip_model.text_projection.device
+        features = [text_clip.encode_text(tokens.to(device)) for tokens in self.template_tokens]
         return torch.stack(features, dim=1).mean(dim=1)
 
 
