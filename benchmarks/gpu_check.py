@@ -42,7 +42,7 @@ import time
 import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -188,7 +188,6 @@ class Context:
     device: torch.device
     clock: Clock
     clips: Clips | None = None
-    report: dict = field(default_factory=dict)
 
     def clip(self) -> Clips:
         if self.clips is None:
@@ -273,15 +272,15 @@ class Step:
         return value
 
 
-def interleaved(runs: dict[str, Callable[[], object]], budget_s: float, shapes: Shapes,
+def interleaved(runs: dict[str, Callable[[], object]], end: float, shapes: Shapes,
                 device: torch.device) -> tuple[dict[str, list[float]], int]:  # fmt: skip
     """Seconds of each run: one untimed warm-up round (cuDNN autotuning, allocations, caches), then
-    rounds of all runs back to back, as many as fit in ``budget_s`` (planned on the first timed round)."""
+    rounds of all runs back to back, as many as fit before ``end`` (planned on the first timed round)."""
     for run in runs.values():
         run()
     sync(device)
     times: dict[str, list[float]] = {p: [] for p in runs}
-    rounds, target, start = 0, shapes.max_rounds, time.perf_counter()
+    rounds, target, start = 0, shapes.max_rounds, time.monotonic()
     while rounds < target:
         for path, run in runs.items():
             sync(device)
@@ -291,7 +290,8 @@ def interleaved(runs: dict[str, Callable[[], object]], budget_s: float, shapes: 
             times[path].append(time.perf_counter() - t0)
         rounds += 1
         if rounds == 1:
-            target = plan_rounds(time.perf_counter() - start, budget_s, shapes.min_rounds, shapes.max_rounds)
+            now = time.monotonic()
+            target = plan_rounds(now - start, end - start, shapes.min_rounds, shapes.max_rounds)
     return times, rounds
 
 
@@ -310,15 +310,16 @@ def describe(e: BaseException) -> str:
 
 
 def groups(ctx: Context, items: list[dict], end: float, run: Callable[[dict, float], dict]) -> list[dict]:
-    """``run(row, budget_s)`` for each row, the section's time left shared among the rows left; soft."""
+    """``run(row, row_end)`` for each row, the section's time left (to ``end``) shared among the rows left,
+    ``row_end`` a ``time.monotonic`` value; soft: a row that raises says why and the next one runs."""
     rows = []
     for i, row in enumerate(items):
-        budget = ctx.clock.until(end) / (len(items) - i)
+        row_end = time.monotonic() + ctx.clock.until(end) / (len(items) - i)
         if ctx.clock.left() <= 0:
             rows.append({**row, "skipped": "out of time (--budget)"})
             continue
         try:
-            rows.append({**row, **run(row, budget)})
+            rows.append({**row, **run(row, row_end)})
         except Exception as e:  # fail soft: the row says why, the next one runs
             rows.append({**row, "error": describe(e)})
         finally:
@@ -395,7 +396,7 @@ def numerics_rows(ctx: Context, method: str, prec: str) -> list[dict]:
 def numerics_section(ctx: Context, end: float) -> list[dict]:
     items = [{"method": m, "prec": p} for m in ctx.args.methods for p in ctx.args.precs]
 
-    def run(row: dict, budget: float) -> dict:
+    def run(row: dict, row_end: float) -> dict:
         return {"paths": numerics_rows(ctx, row["method"], row["prec"])}
 
     return groups(ctx, items, end, run)
@@ -407,14 +408,14 @@ def memory_section(ctx: Context, end: float) -> list[dict]:
                "EXACT True": (True, 0)}  # fmt: skip
     items = [{"method": m, "prec": ctx.args.memory_prec, "config": c} for m in ctx.args.methods for c in configs]
 
-    def run(row: dict, budget: float) -> dict:
+    def run(row: dict, row_end: float) -> dict:
         clips = ctx.clip()
         clip_model = clips.get(row["prec"])
         names = imagenet_like(shapes.memory_classes)
         exact_flag, chunk = configs[row["config"]]
         model, cfg = build(row["method"], clip_model, "ImageNet", names, exact=exact_flag, chunk=chunk)
         image, label = batch(shapes, clip_model, shapes.memory_batch, len(names), device)
-        step = Step(row["prec"], device, model, model, cfg, image, label)
+        step = Step(row["prec"], device, model, model, cfg, image, label)  # "exact" below: this model, its config
         step("exact")  # the first step: one-time caches and the optimizer's state, not measured
         sync(device)
         result: dict[str, Any] = {"classes": len(names), "batch": shapes.memory_batch}
@@ -440,7 +441,7 @@ def inference_section(ctx: Context, end: float) -> list[dict]:
     items = [{"method": m, "prec": p} for m in ctx.args.methods for p in ctx.args.precs]
 
     @torch.no_grad()
-    def run(row: dict, budget: float) -> dict:
+    def run(row: dict, row_end: float) -> dict:
         clip_model = ctx.clip().get(row["prec"])
         names = imagenet_like(shapes.eval_classes)
         exact, _ = build(row["method"], clip_model, "ImageNet", names)
@@ -450,7 +451,7 @@ def inference_section(ctx: Context, end: float) -> list[dict]:
         text = exact(image[:1]).text_features  # fills the text caches: the official code keeps them too
         default(image[:1])
         runs = {p: (lambda p=p: forward(p, exact, default, image, zero_shot=False, text=text)) for p in PATHS}
-        times, rounds = interleaved(runs, budget, shapes, device)
+        times, rounds = interleaved(runs, row_end, shapes, device)
         return {"classes": len(names), "batch": shapes.eval_batch, "rounds": rounds,
                 "images_per_s": {p: shapes.eval_batch / statistics.median(t) for p, t in times.items()},
                 "speedup": {p: paired_speedup(times, p) for p in PATHS}}  # fmt: skip
@@ -463,14 +464,14 @@ def train_section(ctx: Context, end: float) -> list[dict]:
     items = [{"method": m, "setting": s, "prec": p} for m in ctx.args.methods for s in shapes.train
              for p in ctx.args.precs]  # fmt: skip
 
-    def run(row: dict, budget: float) -> dict:
+    def run(row: dict, row_end: float) -> dict:
         clip_model = ctx.clip().get(row["prec"])
         dataset, names, size = shapes.train[row["setting"]]
         exact, cfg = build(row["method"], clip_model, dataset, names)
         default = default_twin(exact)
         image, label = batch(shapes, clip_model, size, len(names), device)
         step = Step(row["prec"], device, exact, default, cfg, image, label)
-        times, rounds = interleaved({p: (lambda p=p: step(p)) for p in PATHS}, budget, shapes, device)
+        times, rounds = interleaved({p: (lambda p=p: step(p)) for p in PATHS}, row_end, shapes, device)
         return {"classes": len(names), "batch": size, "rounds": rounds,
                 "ms_per_image": {p: 1e3 * statistics.median(t) / size for p, t in times.items()},
                 "speedup": {p: paired_speedup(times, p) for p in PATHS}, "finite": step.finite}  # fmt: skip

@@ -117,7 +117,7 @@ def test_a_failing_section_or_row_is_reported_and_the_rest_runs(tmp_path: Path) 
     entry = gpu_check.run_section(ctx, "memory", broken, end=time.monotonic() + 10)
     assert entry["status"] == "failed" and "RuntimeError: CUDA out of memory (simulated)" in entry["error"]
 
-    def row(r: dict, budget: float) -> dict:
+    def row(r: dict, row_end: float) -> dict:
         if r["n"] == 1:
             raise ValueError("bad row")
         return {"value": r["n"]}
