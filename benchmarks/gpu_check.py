@@ -363,6 +363,10 @@ def compare(out: Outputs, ref: Outputs) -> dict[str, Any]:
     return {"max_abs_dlogit": diff, "argmax_agreement": agree, "finite": finite}
 
 
+def detached(out: Outputs) -> Outputs:
+    return Outputs(*(None if t is None else t.detach() for t in out))
+
+
 def numerics_rows(ctx: Context, method: str, prec: str) -> list[dict]:
     """Train and eval forwards of every path at ``prec``, against the official structure in fp32."""
     clips, device, shapes = ctx.clip(), ctx.device, ctx.shapes
@@ -377,11 +381,13 @@ def numerics_rows(ctx: Context, method: str, prec: str) -> list[dict]:
     for stage, zero_shot in (("train", True), ("eval", False)):
         # Training forward: autocast for amp, gradients on. Evaluation: no grad and no autocast, as both
         # codes' test loops (so an amp run evaluates in fp32).
-        grad = torch.enable_grad() if zero_shot else torch.no_grad()
-        with grad:
-            with autocast(prec, device) if zero_shot else nullcontext():
-                outs = {p: forward(p, exact, default, image, zero_shot) for p in PATHS}
-            truth = b.reference_forward(ref32, image, zero_shot=zero_shot)
+        # One graph at a time (detached outputs kept): 1000 classes with gradients are large.
+        with torch.enable_grad() if zero_shot else torch.no_grad():
+            truth = detached(b.reference_forward(ref32, image, zero_shot=zero_shot))
+            outs = {}
+            for p in PATHS:
+                with autocast(prec, device) if zero_shot else nullcontext():
+                    outs[p] = detached(forward(p, exact, default, image, zero_shot))
         official_error = compare(outs["official"], truth)["max_abs_dlogit"]
         for path in PATHS:
             row = {"stage": stage, "path": path, "dtype": str(outs[path].logits.dtype).removeprefix("torch."),
