@@ -2,7 +2,7 @@
 its per-class test accuracy beside zero-shot CLIP's.
 
     python -m tools.inspect RUN_DIR [--topk 5] [--out DIR] [--root DATA] [--load-epoch N] [--device cpu]
-        [--no-accuracy]
+        [--vocab-size N] [--no-accuracy]
 
 Writes ``per_class_accuracy.csv`` and, with matplotlib (the ``plots`` extra), ``per_class_accuracy.png``
 into ``--out`` (default ``RUN_DIR/inspect``). The accuracy needs the run's test images (``--root`` if the
@@ -196,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="DATASET.ROOT, if the data moved since training")
     p.add_argument("--load-epoch", type=int, help="checkpoint epoch (default: best on val if saved, else the last)")
     p.add_argument("--device", choices=("cuda", "cpu"), help="default: cuda when available")
+    p.add_argument("--vocab-size", type=int, help="compare with the first N vocabulary entries only (BPE merge "
+                   "order, roughly by frequency; default all): faster for deep tokens on a CPU")  # fmt: skip
     p.add_argument("--no-accuracy", action="store_true", help="skip the per-class accuracy (no test images needed)")
     return p
 
@@ -204,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.topk < 1:
         raise RunError(f"--topk must be at least 1, got {args.topk}")
+    if args.vocab_size is not None and args.vocab_size < args.topk:
+        raise RunError(f"--vocab-size must be at least --topk ({args.topk}), got {args.vocab_size}")
     model = load_run(args.run_dir, epoch=args.load_epoch, device=args.device)
     print(settings_text(args.run_dir, model))
 
@@ -212,7 +216,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     sets = learned_text_tokens(trainer.model.learner, model.classnames, rep_layers)
     if sets:
         clip_model = next(m for m in trainer.model.modules() if isinstance(m, CLIP))
-        print(words_text(sets, nearest_words(clip_model, sets, args.topk)))
+        n_words = clip_model.token_embedding.weight.shape[0]
+        vocabulary = None if args.vocab_size is None else torch.arange(min(args.vocab_size, n_words))
+        print(words_text(sets, nearest_words(clip_model, sets, args.topk, vocabulary)))
     else:
         print(f"{cfg.TRAINER.NAME} learns no text tokens: no nearest words to show")
 

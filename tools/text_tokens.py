@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from clip.fast import SharedPrefixText
 from clip.model import CLIP
 from clip.tokenizer import default_tokenizer
 
@@ -82,12 +83,16 @@ def _numbered(n: int) -> list[str]:
 
 
 def word(token_id: int) -> str:
-    """A vocabulary entry as text ("photo", "ing", "<|startoftext|>")."""
+    """A vocabulary entry as text ("photo", "ing", "<|startoftext|>"); part of a UTF-8 character as its bytes."""
     tokenizer = default_tokenizer()
     symbol = tokenizer.decoder[token_id]
-    if symbol in (tokenizer.decoder[tokenizer.bot_id], tokenizer.decoder[tokenizer.eot_id]):
+    if token_id in (tokenizer.bot_id, tokenizer.eot_id):
         return symbol
-    return tokenizer.decode([token_id]).strip() or symbol
+    raw = bytes(tokenizer.byte_decoder[c] for c in symbol.removesuffix("</w>"))
+    try:
+        return raw.decode("utf-8").strip() or repr(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return f"<bytes {raw.hex(' ')}>"
 
 
 @torch.no_grad()
@@ -117,12 +122,12 @@ def nearest_words(
     for ids in tqdm(batches, desc="vocabulary", unit="batch", file=sys.stderr, disable=not show or depths in ([], [0])):
         states = {0: clip_model.token_embedding.weight[ids].float()}
         deep = [d for d in depths if d > 0]
-        if deep:
-            prompts = torch.stack([torch.full_like(ids, bot), ids], dim=1)
-            x, done = clip_model.embed_text(prompts), 0
+        if deep:  # "<SOS> word": SOS, the same in every row, is computed once (clip/fast.py)
+            x = clip_model.embed_text(torch.stack([torch.full_like(ids, bot), ids], dim=1))
+            text, done = SharedPrefixText(x[:1, :1], [x[1:]]), 0
             for depth in deep:
-                x = clip_model.transformer(x, causal=True, start=done + 1, stop=depth)
-                states[depth], done = x[1].float(), depth
+                text.run(list(clip_model.transformer.resblocks[done:depth]), first=done + 1)
+                states[depth], done = text.packed.float(), depth
         for i, s in enumerate(sets):
             distances = torch.cdist(s.vectors.to(device), states[s.depth], compute_mode="donot_use_mm_for_euclid_dist")
             distances = distances.cpu()
