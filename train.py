@@ -27,6 +27,7 @@ from dassl.config import get_cfg_default
 from dassl.config.checks import check_cfg_values
 from dassl.data.datasets import DATASET_REGISTRY
 from dassl.engine import TRAINER_REGISTRY, build_trainer
+from dassl.engine.run_record import write_run_record
 from dassl.utils import UserError, collect_env_info, set_random_seed, setup_logger
 from trainers.config import extend_cfg, get_dataset_specified_config
 
@@ -113,7 +114,7 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
 
 
 def check_names(cfg: CfgNode) -> None:
-    """Fail on an unknown trainer or dataset before any data or weights are touched."""
+    """Fail on an unknown trainer or dataset, or a dataset's bad settings, before any data or weights are touched."""
     if cfg.TRAINER.NAME not in TRAINER_REGISTRY:
         known = ", ".join(sorted(TRAINER_REGISTRY.registered_names()))
         raise UsageError(f"unknown trainer '{cfg.TRAINER.NAME}' (--trainer); available: {known}")
@@ -122,6 +123,9 @@ def check_names(cfg: CfgNode) -> None:
         raise UsageError(
             f"unknown dataset '{cfg.DATASET.NAME}' (DATASET.NAME, set by --dataset-config-file); available: {known}"
         )
+    check_dataset = getattr(DATASET_REGISTRY.get(cfg.DATASET.NAME), "check_cfg", None)
+    if check_dataset is not None:  # e.g. the held-out domain of a DG dataset (--target-domains, DATASET.ID)
+        check_dataset(cfg)
 
 
 def check_writable(directory: str) -> None:
@@ -194,6 +198,7 @@ def main(args: argparse.Namespace) -> None:
     print(f"** System info **\n{collect_env_info()}\n")
 
     trainer = build_trainer(cfg)
+    write_run_record(cfg.OUTPUT_DIR, cfg, trainer.dm.dataset.classnames)
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test()
