@@ -27,6 +27,7 @@ from dassl.config import get_cfg_default
 from dassl.config.checks import check_cfg_values
 from dassl.data.datasets import DATASET_REGISTRY
 from dassl.engine import TRAINER_REGISTRY, build_trainer
+from dassl.engine.run_record import write_run_record
 from dassl.utils import UserError, collect_env_info, set_random_seed, setup_logger
 from trainers.config import apply_dataset_layer, dataset_layer, extend_cfg, flat_config, keep_trainer_node, yaml_keys
 
@@ -208,6 +209,7 @@ def main(args: argparse.Namespace) -> None:
     print(f"** System info **\n{collect_env_info()}\n")
 
     trainer = build_trainer(cfg)
+    write_run_record(cfg.OUTPUT_DIR, cfg, trainer.dm.dataset.classnames)
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test()

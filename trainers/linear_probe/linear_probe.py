@@ -139,6 +139,11 @@ class LinearProbeCLIP(CLIPTrainer):
     model_factory = staticmethod(build_linear_probe)
     model: LinearProbeModel
 
+    @classmethod
+    def scores_new_classes(cls, cfg: CfgNode) -> bool:
+        """The classifier has one row per trained class: other classes cannot be scored."""
+        return False
+
     def check_cfg(self, cfg: CfgNode) -> None:
         super().check_cfg(cfg)
         settings = cfg.TRAINER.LINEAR_PROBE
