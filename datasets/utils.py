@@ -18,7 +18,14 @@ from typing import Any, TypeVar
 
 from dassl.data.datasets import DatasetBase, Datum
 from dassl.user_files import read_text
-from dassl.utils.tools import UserError, listdir_nohidden, mkdir_if_missing, write_json, write_pickle
+from dassl.utils.tools import (
+    UserError,
+    listdir_nohidden,
+    mkdir_if_missing,
+    remove_stale_temps,
+    write_json,
+    write_pickle,
+)
 
 from .data_files import DOC, CacheUnreadable, read_cache, read_classnames, read_split_file
 
@@ -152,6 +159,7 @@ def load_or_create(path: str, create: Callable[[], T], read: Callable[[str], T],
                 return read(path)
             except CacheUnreadable:
                 pass
+        remove_stale_temps(path)  # left by a job killed while writing it; none can be writing now
         obj = create()
         write(obj, path)
         return obj

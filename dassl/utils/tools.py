@@ -105,13 +105,22 @@ def _fsync_dir(dirname: str) -> None:
         os.close(fd)
 
 
-def remove_stale_temps(folder: str) -> list[str]:
-    """Delete the temp files that writes killed before their rename left in ``folder`` and its sub-folders.
+def remove_stale_temps(where: str) -> list[str]:
+    """Delete the temp files that writes killed before their rename left behind; returns their paths.
 
-    Only for a folder no other process writes into (train.py holds its output folder's lock).
+    ``where``: a folder (and its sub-folders) no other process writes into (train.py holds its output
+    folder's lock), or a file path, for the temps of that file only (whose writer holds its lock).
     """
+    if not osp.isdir(where):
+        folder, base = osp.split(where)
+        names = os.listdir(folder) if osp.isdir(folder) else []
+        stale = [osp.join(folder, n) for n in names if TEMP_NAME.fullmatch(n) and n.startswith(f".{base}.")]
+        for path in stale:
+            with suppress(FileNotFoundError):
+                os.remove(path)
+        return stale
     removed = []
-    for dirpath, _, files in os.walk(folder):
+    for dirpath, _, files in os.walk(where):
         for name in files:
             if TEMP_NAME.fullmatch(name):
                 with suppress(FileNotFoundError):
