@@ -154,6 +154,8 @@ def test_killed_cell_reruns_to_the_same_result(setup, reference, tmp_path, point
         assert [osp.basename(t).removesuffix(".tmp").rsplit(".", 1)[0] for t in temps] == [f".{target}"]
     resume = osp.join(out, "resume.pth.tar")
     assert (load_checkpoint(resume)["epoch"] if osp.exists(resume) else None) == kept
+    if absent == "metrics.json":  # a log showing a result implies a complete metrics.json (written first)
+        assert "=> result" not in open(osp.join(out, "log.txt")).read()
 
     rerun = run(cmd)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
