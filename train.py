@@ -220,7 +220,8 @@ def main(args: argparse.Namespace) -> TrainerBase:
     return trainer
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The command line: a mistake the user can fix ends in one ``error:`` line; a held folder in exit code 75."""
     try:
         main(build_parser().parse_args())
     except FolderLocked as e:
@@ -232,3 +233,7 @@ if __name__ == "__main__":
         if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM):
             raise
         sys.exit(f"error: {error_line(e)}")
+
+
+if __name__ == "__main__":
+    cli()

@@ -114,7 +114,11 @@ def test_lock_probe_prepare_and_cli(tmp_path):
     assert prepare(folder) is None
     assert not (tmp_path / "cell" / "log.txt").exists() and list((tmp_path / "cell").glob("log.txt.incomplete-*"))
     with RunLock(folder):  # free again, and held by this process inside the block
-        assert holder(folder).pid == os.getpid()
+        status = subprocess.run([sys.executable, "tools/run_lock.py", "status", folder], cwd=REPO,
+                                capture_output=True, text=True)  # fmt: skip
+        assert status.returncode == LOCKED_EXIT and f"PID {os.getpid()}," in status.stdout
+        RunLock(folder).acquire().release()  # re-entrant in one process (train.main called twice)
+        assert subprocess.run([sys.executable, "tools/run_lock.py", "status", folder], cwd=REPO).returncode == 75
     assert holder(folder) is None
 
 

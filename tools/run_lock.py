@@ -67,17 +67,33 @@ def _read_holder(fd: int) -> Holder:
         return Holder()
 
 
+# The locks this process holds: real path of the lock file -> [descriptor, number of RunLocks sharing it].
+_held: dict[str, list[int]] = {}
+
+
+def _forget_in_child() -> None:
+    """In a forked child (a data loader worker): close the inherited descriptors. The parent keeps its locks,
+    and they end with the parent itself, not seconds later with its orphaned workers after a kill -9."""
+    for fd, _ in _held.values():
+        os.close(fd)
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 class RunLock:
     """The exclusive lock of one output folder, held until :meth:`release` or the end of the process.
 
-    Never open the lock file elsewhere in the holding process: on NFS, where ``flock`` is emulated with
-    POSIX record locks, closing any descriptor of the file would drop the lock.
+    Re-entrant within a process (train.main called twice on one folder, as notebooks and the demo do).
+    The lock file is opened once per process: on NFS, where ``flock`` is emulated with POSIX record locks,
+    closing any descriptor of the file in the holding process would drop the lock.
     """
 
     def __init__(self, folder: str) -> None:
         self.folder = folder
         self.path = osp.join(folder, LOCK_FILE)
-        self.fd: int | None = None
+        self.key: str | None = None
 
     def acquire(self) -> RunLock:
         """Take the lock (creating the folder) or raise :class:`FolderLocked` naming the holder.
@@ -85,6 +101,11 @@ class RunLock:
         A file system without locks (some NFS and Lustre mounts) gets a warning, and the run goes on unlocked.
         """
         os.makedirs(self.folder, exist_ok=True)
+        key = osp.realpath(self.path)
+        if key in _held:
+            _held[key][1] += 1
+            self.key = key
+            return self
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         deadline = time.monotonic() + RETRY_S
         while True:
@@ -103,8 +124,7 @@ class RunLock:
                       "so nothing stops a second run in this folder", file=sys.stderr)  # fmt: skip
                 os.close(fd)
                 return self
-        self.fd = fd
-        os.register_at_fork(after_in_child=self._forget)  # loader workers must not keep it after a kill -9
+        _held[key], self.key = [fd, 1], key
         info = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
@@ -115,17 +135,14 @@ class RunLock:
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
         return self
 
-    def _forget(self) -> None:
-        """In a forked child: close the inherited descriptor (the parent's lock stays), so the lock ends with
-        the holder itself and not seconds later with its data loader workers."""
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
     def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        key, self.key = self.key, None
+        entry = _held.get(key) if key else None
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] == 0:
+                os.close(entry[0])
+                del _held[key]
 
     def __enter__(self) -> RunLock:
         return self.acquire()
@@ -135,7 +152,10 @@ class RunLock:
 
 
 def holder(folder: str) -> Holder | None:
-    """The live run holding ``folder``, or None when it is free (or has never been run)."""
+    """The live run holding ``folder`` (another process), or None when it is free or has never been run.
+
+    Not for the holding process itself: on NFS, the probe's closing its descriptor would drop the lock.
+    """
     try:
         fd = os.open(osp.join(folder, LOCK_FILE), os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
