@@ -186,6 +186,10 @@ def lock_output_dir(directory: str) -> RunLock:
 
 
 def main(args: argparse.Namespace) -> TrainerBase:
+    """One run: checks, the output folder's lock (held until the process ends), then train or evaluate.
+
+    Returns the trainer, so in-process callers (tests, notebooks) can look at what was run.
+    """
     cfg = setup_cfg(args)
     trainable = getattr(TRAINER_REGISTRY.get(cfg.TRAINER.NAME), "TRAINABLE", True)
     if args.eval_only and not args.model_dir and trainable and not cfg.MODEL.INIT_WEIGHTS:

@@ -27,9 +27,7 @@ import re
 import sys
 from typing import Any
 
-from protocols_file import PROTOCOLS, read_protocols  # checked reading (scripts/protocols_file.py)
-
-from dassl.user_files import FileError
+from protocols_file import PROTOCOLS, FileError, read_protocols  # checked reading (scripts/protocols_file.py)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

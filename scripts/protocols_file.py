@@ -15,7 +15,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 from dassl.user_files import FileError, describe, read_yaml, yaml_key_lines  # noqa: E402
 
-__all__ = ["PROTOCOLS", "read_protocols"]
+__all__ = ["PROTOCOLS", "FileError", "read_protocols"]
 
 PROTOCOLS = ("base2new", "cross_datasets", "few_shot")
 FIX = "fix it as configs/trainers/CoOp/protocols.yaml shows"
