@@ -29,6 +29,7 @@ from dassl.config.config_file import merge_config_file
 from dassl.data.datasets import DATASET_REGISTRY
 from dassl.engine import TRAINER_REGISTRY, TrainerBase, build_trainer
 from dassl.engine.preflight import check_input_files
+from dassl.engine.run_record import write_run_record
 from dassl.utils import UserError, collect_env_info, remove_stale_temps, set_random_seed, setup_logger
 from tools.run_lock import LOCKED_EXIT, FolderLocked, RunLock
 from trainers.config import extend_cfg, get_dataset_specified_config
@@ -111,7 +112,7 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
 
 
 def check_names(cfg: CfgNode) -> None:
-    """Fail on an unknown trainer or dataset before any data or weights are touched."""
+    """Fail on an unknown trainer or dataset, or a dataset's bad settings, before any data or weights are touched."""
     if cfg.TRAINER.NAME not in TRAINER_REGISTRY:
         known = ", ".join(sorted(TRAINER_REGISTRY.registered_names()))
         raise UsageError(f"unknown trainer '{cfg.TRAINER.NAME}' (--trainer); available: {known}")
@@ -120,6 +121,9 @@ def check_names(cfg: CfgNode) -> None:
         raise UsageError(
             f"unknown dataset '{cfg.DATASET.NAME}' (DATASET.NAME, set by --dataset-config-file); available: {known}"
         )
+    check_dataset = getattr(DATASET_REGISTRY.get(cfg.DATASET.NAME), "check_cfg", None)
+    if check_dataset is not None:  # e.g. the held-out domain of a DG dataset (--target-domains, DATASET.ID)
+        check_dataset(cfg)
 
 
 def check_writable(directory: str) -> None:
@@ -212,6 +216,7 @@ def main(args: argparse.Namespace) -> TrainerBase:
     print(f"** System info **\n{collect_env_info()}\n")
 
     trainer = build_trainer(cfg)
+    write_run_record(cfg.OUTPUT_DIR, cfg, trainer.dm.dataset.classnames)
     if args.eval_only:
         if not args.model_dir and cfg.MODEL.INIT_WEIGHTS and trainable:
             trainer.load_init_weights()

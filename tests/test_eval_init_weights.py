@@ -132,3 +132,18 @@ def test_masked_adapter_release_with_its_prefix_is_loaded(setup, tmp_path):
     ):
         got = trainer.model.learner.state_dict()
         assert all(torch.equal(got[k], v) for k, v in adapter.items())
+
+
+def test_the_eval_run_folder_rebuilds_the_evaluated_model(setup, tmp_path):
+    """tools.run_model.load_run on the folder of an --eval-only MODEL.INIT_WEIGHTS run loads those weights."""
+    from tools.run_model import load_run
+
+    args = train.build_parser().parse_args(argv("MMRL", setup, str(tmp_path / "r")))
+    reference = build_trainer(train.setup_cfg(args))
+    g = torch.Generator().manual_seed(4)
+    weights = {k: v + torch.randn(v.shape, generator=g) for k, v in reference.model.learner.state_dict().items()}
+    torch.save(weights, tmp_path / "released.pth")
+    run_main(argv("MMRL", setup, str(tmp_path / "eval"), "--eval-only",
+                  opts=("MODEL.INIT_WEIGHTS", str(tmp_path / "released.pth"))))  # fmt: skip
+    got = load_run(str(tmp_path / "eval"), device="cpu").trainer.model.learner.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in weights.items())

@@ -184,6 +184,31 @@ def _(env: Env) -> str:
     return line
 
 
+# ---- A run folder's record, read back by tools.predict / tools.inspect / load_run.
+
+
+@case("run-config")
+def _(env: Env) -> str:
+    from tools.run_model import run_config
+
+    with open(env.path("config.yaml"), "w") as f:
+        f.write("DATASET:\n  NAME: DescribableTextures\n  NUM_SHOTZ: 16\n")
+    line = error(run_config, env.tmp)
+    assert line.startswith(f"error: {env.path('config.yaml')}:3: unknown config key DATASET.NUM_SHOTZ: ")
+    return line
+
+
+@case("run-classnames")
+def _(env: Env) -> str:
+    from dassl.engine.run_record import read_classnames
+
+    with open(env.path("classnames.txt"), "wb") as f:
+        f.write("banded\nblotchy\n".encode("utf-16"))
+    line = error(read_classnames, env.path("classnames.txt"))
+    assert env.path("classnames.txt") in line
+    return line
+
+
 # ---- protocols.yaml: read by scripts/protocol.py and tools/grid.py.
 
 

@@ -131,6 +131,16 @@ class CLIPTrainer(TrainerX):
         """The method's published per-dataset settings as ``{full config key: value}``."""
         return {}
 
+    @classmethod
+    def scores_new_classes(cls, cfg: CfgNode) -> bool:
+        """Whether the trained model can score class names it was not trained on (``tools.predict --classnames``).
+
+        True unless a learned tensor holds one slice per trained class: CoOp's class-specific contexts
+        (``CSC`` without ``CTX_INIT``, in any method node with those keys); a per-class head says False.
+        """
+        node = cfg.TRAINER.get(cls.NODE) if cls.NODE else None
+        return not (node is not None and node.get("CSC", False) and not node.get("CTX_INIT", ""))
+
     @property
     def settings(self) -> CfgNode:
         return self.cfg.TRAINER[self.NODE] if self.NODE else CfgNode()
