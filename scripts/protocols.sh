@@ -46,7 +46,7 @@ run() {
     fi
     local holder rc=0
     # Moves an unfinished log aside under the folder's lock; exit 75: a live run holds the folder.
-    holder=$("$PYTHON" "$REPO/tools/run_lock.py" prepare "$dir") || rc=$?
+    holder=$(PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m tools.run_lock prepare "$dir") || rc=$?
     if [ "$rc" = 75 ]; then
         echo "Skip $dir (running: $holder)"
         return 0

@@ -102,7 +102,7 @@ def test_lock_probe_prepare_and_cli(tmp_path):
         by = holder(folder)
         assert by.pid == proc.pid and by.host == socket.gethostname()
         assert prepare(folder) == by and (tmp_path / "cell" / "log.txt").is_file()  # a live run's log stays
-        status = subprocess.run([sys.executable, "tools/run_lock.py", "status", folder], cwd=REPO,
+        status = subprocess.run([sys.executable, "-m", "tools.run_lock", "status", folder], cwd=REPO,
                                 capture_output=True, text=True)  # fmt: skip
         assert status.returncode == LOCKED_EXIT and f"PID {proc.pid}" in status.stdout
         with pytest.raises(FolderLocked):
@@ -110,15 +110,15 @@ def test_lock_probe_prepare_and_cli(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert subprocess.run([sys.executable, "tools/run_lock.py", "status", folder], cwd=REPO).returncode == 0
+    assert subprocess.run([sys.executable, "-m", "tools.run_lock", "status", folder], cwd=REPO).returncode == 0
     assert prepare(folder) is None
     assert not (tmp_path / "cell" / "log.txt").exists() and list((tmp_path / "cell").glob("log.txt.incomplete-*"))
     with RunLock(folder):  # free again, and held by this process inside the block
-        status = subprocess.run([sys.executable, "tools/run_lock.py", "status", folder], cwd=REPO,
+        status = subprocess.run([sys.executable, "-m", "tools.run_lock", "status", folder], cwd=REPO,
                                 capture_output=True, text=True)  # fmt: skip
         assert status.returncode == LOCKED_EXIT and f"PID {os.getpid()}," in status.stdout
         RunLock(folder).acquire().release()  # re-entrant in one process (train.main called twice)
-        assert subprocess.run([sys.executable, "tools/run_lock.py", "status", folder], cwd=REPO).returncode == 75
+        assert subprocess.run([sys.executable, "-m", "tools.run_lock", "status", folder], cwd=REPO).returncode == 75
     assert holder(folder) is None
 
 

@@ -6,12 +6,12 @@ lock file). The lock is ``flock(2)`` on an open file: the kernel drops it when t
 way (``kill -9`` included), so a stale lock cannot outlive its process; the file itself stays behind
 and means nothing once unlocked. docs/reliability.md says what holds on NFS and other shared file systems.
 
-The grid and the protocol scripts ask :func:`holder` (or ``python tools/run_lock.py status DIR``) to
+The grid and the protocol scripts ask :func:`holder` (or ``python -m tools.run_lock status DIR``) to
 tell a running cell from a failed one, and :func:`prepare` moves an unfinished log aside under the
 lock, so a live run's log is never touched. Standard library only: the shell scripts call it cheaply.
 
-    python tools/run_lock.py status DIR    # exit 0: free; 75 and the holder on stdout: in use
-    python tools/run_lock.py prepare DIR   # free: move DIR/log.txt aside, exit 0; in use: 75 and the holder
+    python -m tools.run_lock status DIR    # exit 0: free; 75 and the holder on stdout: in use
+    python -m tools.run_lock prepare DIR   # free: move DIR/log.txt aside, exit 0; in use: 75 and the holder
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def prepare(folder: str) -> Holder | None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in ("status", "prepare"):
-        print("usage: python tools/run_lock.py status|prepare DIR", file=sys.stderr)
+        print("usage: python -m tools.run_lock status|prepare DIR", file=sys.stderr)
         return 2
     command, folder = argv
     by = holder(folder) if command == "status" else prepare(folder)
