@@ -28,6 +28,7 @@ from yacs.config import CfgNode
 
 import datasets  # noqa: F401  (registers the datasets)
 from dassl.config import get_cfg_default
+from dassl.config.config_file import merge_config_file
 from dassl.data.datasets import DATASET_REGISTRY
 from dassl.data.transforms import build_transform
 from dassl.engine import TRAINER_REGISTRY
@@ -55,10 +56,7 @@ def run_config(run_dir: str) -> CfgNode:
         )
     cfg = get_cfg_default()
     extend_cfg(cfg)
-    try:
-        cfg.merge_from_file(path)
-    except (KeyError, ValueError, AssertionError) as e:
-        raise RunError(f"{path}: {e} (written by another version of this code?)") from e
+    merge_config_file(cfg, path, "the run's config")  # a fault names the file and line
     if cfg.TRAINER.NAME not in TRAINER_REGISTRY:
         raise RunError(f"{path}: TRAINER.NAME {cfg.TRAINER.NAME!r} is not a registered trainer")
     if cfg.DATASET.NAME not in DATASET_REGISTRY:
@@ -79,6 +77,8 @@ def checkpoint_source(run_dir: str, trainer_cls: type[CLIPTrainer], epoch: int |
         return run_dir, epoch
     metrics = osp.join(run_dir, METRICS_FILE)
     model = (read_metrics(metrics).get("model") or {}) if osp.isfile(metrics) else {}
+    if model.get("selection") == "weights":  # --eval-only of MODEL.INIT_WEIGHTS: the run's config names the file
+        return "", None
     source = model.get("model_dir")
     if not source or osp.abspath(source) == osp.abspath(run_dir):
         raise RunError(
@@ -198,6 +198,9 @@ def load_run(
     trainer = build_run_trainer(cfg, names, verbose)
     if getattr(trainer, "TRAINABLE", True):
         with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO()):
-            trainer.load_model(source, epoch=epoch)
+            if source:
+                trainer.load_model(source, epoch=epoch)
+            else:
+                trainer.load_init_weights()
     return RunModel(trainer, names)
 

@@ -13,14 +13,11 @@ import re
 import torch
 
 from dassl.evaluation import ModelSelection
-from dassl.utils import UserError, load_checkpoint
+from dassl.utils import load_checkpoint
+from dassl.utils.torchtools import CheckpointNotFound
 
 BEST = "model-best.pth.tar"
 _EPOCH_FILE = re.compile(r"model\.pth\.tar-(\d+)")
-
-
-class CheckpointNotFound(UserError, FileNotFoundError):
-    """No checkpoint where one was asked for; names the folder, what it holds and the flag to fix."""
 
 
 def checkpoint_path(folder: str, epoch: int | None = None) -> str:

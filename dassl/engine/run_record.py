@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from yacs.config import CfgNode
 
+from dassl.user_files import read_text
 from dassl.utils import atomic_write
 
 CONFIG_FILE = "config.yaml"
@@ -27,6 +28,6 @@ def write_run_record(output_dir: str, cfg: CfgNode, classnames: Sequence[str]) -
 
 
 def read_classnames(path: str) -> list[str]:
-    """Class names, one per line (surrounding spaces and blank lines ignored)."""
-    with open(path) as f:
-        return [line.strip() for line in f if line.strip()]
+    """Class names, one per line (surrounding spaces and blank lines ignored); a FileError if unreadable."""
+    text = read_text(path, "write one class name per line, in label order (train.py writes it beside log.txt)")
+    return [line.strip() for line in text.splitlines() if line.strip()]

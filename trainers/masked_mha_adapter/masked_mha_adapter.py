@@ -31,6 +31,7 @@ from clip.model import CLIP
 from dassl.data.transforms import build_transform
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils import load_checkpoint
+from dassl.utils.torchtools import state_dict_of
 
 from ..base import CLIPTrainer, ConfigError
 from ..logits import l2_normalize
@@ -205,14 +206,10 @@ class MaskedMHAAdapter(CLIPTrainer):
         """No augmentation, as the release: training images get the test transform (resize, centre crop)."""
         return build_transform(self.cfg, is_train=False)
 
-    def build_model(self) -> None:
-        """The base's; MODEL.INIT_WEIGHTS is then checked strictly (the base loads it by matching names)."""
-        super().build_model()
-        path = self.cfg.MODEL.INIT_WEIGHTS
-        if path:
-            checkpoint = load_checkpoint(path)
-            state_dict = checkpoint.get("state_dict", checkpoint)
-            self.learner_state(self.model.learner, state_dict, f"MODEL.INIT_WEIGHTS {path}")
+    def init_learner(self, learner: nn.Module, path: str) -> None:
+        """MODEL.INIT_WEIGHTS strictly: the adapter's own state dict or the release's whole model (``adapter.``)."""
+        state_dict = state_dict_of(load_checkpoint(path), path)
+        learner.load_state_dict(self.learner_state(learner, state_dict, f"MODEL.INIT_WEIGHTS {path}"))
 
     # ---- Early stopping on the val accuracy (the release's recipe), on top of Dassl's best_val.
     def test(self, split: str | None = None) -> float:
