@@ -4,6 +4,7 @@ prints about it, and a run's config holding only its own method's node."""
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from dassl.config import get_cfg_default
 from dassl.data.datasets import DATASET_REGISTRY
 from dassl.engine import TRAINER_REGISTRY
 from dassl.evaluation.metrics_file import config_sha256
+from dassl.utils import UserError
 from trainers.base import TASKS, CLIPTrainer
 from trainers.config import (
     apply_dataset_layer,
@@ -120,3 +122,18 @@ def test_every_datasets_yaml_names_known_datasets_and_keys(trainer: str) -> None
         extend_cfg(cfg)
         lines = apply_dataset_layer(cfg, layer, {}, [])
         assert len(lines) == 1 + max(1, len(layer.values))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("B2N: {EuroSAT: 0.5}\n", "not {key: value} for B2N/EuroSAT"),
+        ("B2X:\n  EuroSAT: {REG_WEIGHT: 0.5}\n", "sections must be all or a TASK"),
+        ("B2N: [\n", "datasets.yaml"),
+    ],
+)
+def test_a_broken_datasets_yaml_is_one_error_naming_it(tmp_path, monkeypatch, text, message) -> None:
+    (tmp_path / "datasets.yaml").write_text(text)
+    monkeypatch.setattr("trainers.config.datasets_file", lambda trainer: str(tmp_path / "datasets.yaml"))
+    with pytest.raises(UserError, match=re.escape(message)):
+        dataset_layer("MMRL", "EuroSAT", "B2N")

@@ -16,11 +16,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 from yacs.config import CfgNode
 
 import trainers  # noqa: F401  (imports, and so registers, every method)
 from dassl.engine import TRAINER_REGISTRY
+from dassl.user_files import describe, read_yaml, schema_error
 
 from .base import TASKS, CLIPTrainer, ConfigError
 
@@ -84,8 +84,7 @@ def keep_trainer_node(cfg: CfgNode) -> None:
 
 def yaml_keys(path: str) -> set[str]:
     """The full keys a YAML config file sets ("OPTIM.LR", "TRAINER.MMRL.REG_WEIGHT", ...)."""
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+    data = read_yaml(path) or {}
     keys: set[str] = set()
 
     def walk(node: Mapping[str, Any], prefix: str) -> None:
@@ -127,8 +126,10 @@ def dataset_layer(trainer: str, dataset: str, task: str) -> DatasetLayer | None:
     if not osp.isfile(path):
         return None
     shown = osp.relpath(path, REPO)
-    with open(path) as f:
-        sections = yaml.safe_load(f) or {}
+    sections = read_yaml(path) or {}
+    fix = "see docs/configuration.md for its format"
+    if not isinstance(sections, dict) or not all(isinstance(v, dict) for v in sections.values()):
+        raise schema_error(shown, "a mapping of sections to datasets", describe(sections), fix)
     unknown = [s for s in sections if s not in (ALL_TASKS, *TASKS)]
     if unknown:
         raise ConfigError(f"{shown}: sections must be {ALL_TASKS} or a TASK ({', '.join(TASKS)}), got {unknown}")
@@ -136,7 +137,10 @@ def dataset_layer(trainer: str, dataset: str, task: str) -> DatasetLayer | None:
     node = f"TRAINER.{cls.NODE}." if cls is not None and cls.NODE else ""
     layer = DatasetLayer(shown, dataset, task)
     for section in (ALL_TASKS, task):
-        for key, value in ((sections.get(section) or {}).get(dataset) or {}).items():
+        values = (sections.get(section) or {}).get(dataset) or {}
+        if not isinstance(values, dict):
+            raise schema_error(shown, f"{{key: value}} for {section}/{dataset}", describe(values), fix)
+        for key, value in values.items():
             if "." not in key and not node:
                 raise ConfigError(f"{shown}: {key} names no node ({trainer} has none): write the full key")
             layer.values[key if "." in key else node + key] = value
