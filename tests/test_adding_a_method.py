@@ -17,7 +17,15 @@ from clip.model import CLIP
 from datasets.synthetic import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-COPIED = ("train.py", "clip", "dassl", "datasets", "trainers", "configs")
+
+
+def source_files() -> list[str]:
+    """The repository's files: git's list, or (outside a git checkout) every file but outputs and caches."""
+    try:
+        return subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        skip = {".git", "output", "__pycache__", ".pytest_cache"}
+        return [str(p.relative_to(REPO)) for p in REPO.rglob("*") if not skip & set(p.relative_to(REPO).parts)]
 
 
 def doc_files() -> dict[str, str]:
@@ -32,13 +40,10 @@ def test_the_worked_example_is_one_folder_and_one_config_folder_and_runs(tmp_pat
     folders = {Path(p).parent.as_posix() for p in files}
     assert folders == {"trainers/feature_adapter", "configs/trainers/FeatureAdapter"}, folders
     repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in COPIED:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, repo / name)
+    for name in source_files():
+        if not name.startswith("tests/") and (REPO / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(REPO / name, repo / name)
     for path, body in files.items():
         assert not (repo / path).exists(), f"{path} would overwrite a file of the repository"
         (repo / path).parent.mkdir(parents=True, exist_ok=True)
