@@ -6,8 +6,9 @@ CLIP of ViT-B/16 shapes. Two paths of the same model and weights, interleaved ro
 - ``official``: what the official code computes per test batch, on our modules in the official op order
   (``EXACT True``: prompts at 77 tokens). Read from the official repositories: CoOp, CoCoOp and KgCoOp
   (KaiyangZhou/CoOp, htyao89/KgCoOp), IVLP and MaPLe (muzairkhattak/multimodal-prompt-learning) and
-  PromptSRC (muzairkhattak/PromptSRC) encode the text of every class again for every batch (CoCoOp for
-  every image); zero-shot CLIP, VPT, MMA (ZjjConan/Multi-Modal-Adapter, after its first batch) and the
+  PromptSRC (muzairkhattak/PromptSRC) and MetaPrompt (Vill-Lab/2024-TIP-MetaPrompt, which also runs the
+  frozen image tower beside the prompted one) encode the text of every class again for every batch
+  (CoCoOp for every image); zero-shot CLIP, VPT, MMA (ZjjConan/Multi-Modal-Adapter, after its first batch) and the
   masked-MHA adapter (dqmis/clip-mma) keep their text features; MMRL (yunncheng/MMRL) keeps them after
   its first batch and runs all 12 image blocks; lpclip scores image features with scikit-learn's
   decision function (float64 numpy). ``OFFICIAL_STEP`` says it per method.
@@ -65,6 +66,8 @@ OFFICIAL_STEP = {
     "LinearProbeCLIP": "image tower; scikit-learn decision function (float64 numpy)",
     "MMRL": "text features kept after the first batch; image tower, all 12 blocks, with the tokens",
     "MMRLpp": "text features kept after the first batch; image tower, all 12 blocks, with the tokens",
+    "Meta_B2N": PROMPTED + " and the frozen one; zero-shot head encoded at build",
+    "Meta_DG": PROMPTED + " and the frozen one; zero-shot head encoded at build",
 }
 
 
@@ -101,6 +104,9 @@ class Bench:
             teacher = model.teacher() / model.teacher().norm(dim=-1, keepdim=True)
             _score = 1.0 - torch.mean(F.cosine_similarity(text, teacher, dim=1, eps=1e-07))  # as the official
             return logits
+        if name in ("Meta_B2N", "Meta_DG"):  # ours keeps the class features at evaluation; the official forward
+            frozen = model.frozen_image_features(image)  # encodes them again for every batch
+            return 0.5 * (model.image_logits(image) + model.text_logits(frozen))
         if name == "LinearProbeCLIP":
             features = self.clip.encode_image(image.type(self.clip.dtype)).double().cpu().numpy()
             head = model.learner

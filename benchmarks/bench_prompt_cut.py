@@ -32,15 +32,23 @@ from param_counts import VIT_B16, config_for  # noqa: E402
 
 from clip.model import CLIP  # noqa: E402
 from trainers.config import clip_trainers  # noqa: E402
+from trainers.text_cache import FrozenFeatures  # noqa: E402
 
 # PromptSRC is IVLP's prompts plus losses; its build alone encodes 60 templates x 124 classes at ViT-B/16
 # (minutes on a CPU), so it is measured only when asked for (--methods PromptSRC).
-METHODS = ("CoOp", "CoCoOp", "KgCoOp", "IVLP", "MaPLe", "MultiModalAdapter")
+METHODS = ("CoOp", "CoCoOp", "KgCoOp", "IVLP", "MaPLe", "MultiModalAdapter", "Meta_B2N", "Meta_DG")
 PATHS = ("exact", "cut")
 
 
 def build(name: str, clip_model: CLIP) -> torch.nn.Module:
-    return clip_trainers()[name].model_factory(config_for(name, "imagenet"), IMAGENET, clip_model).train()
+    """The method's model; frozen features it computes once (MetaPrompt's zero-shot head, KgCoOp's teacher)
+    are computed here, outside the measured steps."""
+    model = clip_trainers()[name].model_factory(config_for(name, "imagenet"), IMAGENET, clip_model).train()
+    clip_model.exact = False
+    for value in vars(model).values():
+        if isinstance(value, FrozenFeatures):
+            value()
+    return model
 
 
 def step(model: torch.nn.Module, clip_model: CLIP, cut: bool, image: torch.Tensor, label: torch.Tensor) -> None:

@@ -18,6 +18,7 @@ from dassl.user_files import FileError, describe, read_yaml, yaml_key_lines  # n
 __all__ = ["PROTOCOLS", "FileError", "read_protocols"]
 
 PROTOCOLS = ("base2new", "cross_datasets", "few_shot")
+DECLARED = (*PROTOCOLS, "dg")  # dg: MetaPrompt's leave-one-domain-out setting (no script runs it yet)
 FIX = "fix it as configs/trainers/CoOp/protocols.yaml shows"
 
 
@@ -33,11 +34,11 @@ def _is_config(value: Any) -> bool:
 def _problem(data: dict) -> tuple[str, str] | None:
     """(dotted key, what is wrong) for the first entry of the wrong shape, or None."""
     for key in data:
-        if key not in (*PROTOCOLS, "name", "eval_only"):
-            return str(key), f"unknown key '{key}' (keys: name, eval_only, {', '.join(PROTOCOLS)})"
+        if key not in (*DECLARED, "name", "eval_only"):
+            return str(key), f"unknown key '{key}' (keys: name, eval_only, {', '.join(DECLARED)})"
     if not isinstance(data.get("eval_only", False), bool):
         return "eval_only", f"eval_only is {describe(data['eval_only'])}, expected true or false"
-    for protocol in PROTOCOLS:
+    for protocol in DECLARED:
         if protocol not in data:
             continue
         entry = data[protocol]
