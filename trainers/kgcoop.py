@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from yacs.config import CfgNode
 
 from clip import clip
-from clip.model import CLIP
+from clip.model import CLIP, RESNET, VIT
 from dassl.engine import TRAINER_REGISTRY
 
 from .base import CLIPTrainer, ConfigError
@@ -121,6 +121,7 @@ class KgCoOp(CLIPTrainer):
     NODE = "COOP"
     LEARNER_NAME = "prompt_learner"
     REBUILT_KEYS = REBUILT
+    BACKBONES = (VIT, RESNET)
     model_factory = staticmethod(build_kgcoop)
     model: KgCoOpModel
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from yacs.config import CfgNode
 
-from clip.model import CLIP
+from clip.model import CLIP, RESNET, VIT
 from dassl.engine import TRAINER_REGISTRY
 
 from .coop import PromptModel, PromptTokens, PromptTrainer, context_init
@@ -35,7 +35,7 @@ class CoCoOpPromptLearner(PromptTokens):
 
     def __init__(self, cfg: CfgNode, classnames: list[str], clip_model: CLIP) -> None:
         s = cfg.TRAINER.COCOOP
-        width, vis_dim = clip_model.ln_final.weight.shape[0], clip_model.visual.proj.shape[1]
+        width, vis_dim = clip_model.ln_final.weight.shape[0], clip_model.visual.output_dim
         ctx, stand_in = context_init(width, s.N_CTX, s.CTX_INIT, clip_model)
         n_ctx = ctx.shape[0]
         print(f'Initial context: "{stand_in}"')
@@ -84,6 +84,7 @@ class CoCoOp(PromptTrainer):
     """Conditional Context Optimization: cross-entropy of the per-image prompts' logits."""
 
     NODE = "COCOOP"
+    BACKBONES = (VIT, RESNET)
     model_factory = staticmethod(build_cocoop)
     node_defaults = staticmethod(cocoop_node)
 

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from yacs.config import CfgNode
 
 from clip import clip
-from clip.model import CLIP
+from clip.model import CLIP, RESNET, VIT
 from clip.tokenizer import default_tokenizer
 from dassl.engine import TRAINER_REGISTRY
 
@@ -199,6 +199,7 @@ class CoOp(PromptTrainer):
     """Context Optimization: the prompt learner trained with cross-entropy of CLIP's logits."""
 
     NODE = "COOP"
+    BACKBONES = (VIT, RESNET)  # the official code runs on both (CoOp's own results are on RN50)
     model_factory = staticmethod(build_coop)
     node_defaults = staticmethod(coop_node)
 
