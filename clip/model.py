@@ -455,7 +455,7 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> CLIPConfig
             return _resnet_config(state_dict)
         raise ValueError(
             "Not a CLIP state dict: it has neither 'visual.proj' (ViT) nor 'visual.layer1' / 'visual.attnpool' "
-            "(ResNet)."
+            "(ResNet)"
         )
     _require(state_dict, ("visual.conv1.weight", "visual.positional_embedding", *TEXT_KEYS))
     conv = state_dict["visual.conv1.weight"]

@@ -25,12 +25,14 @@ from clip.tokenizer import tokenize
 from dassl.config import get_cfg_default
 from dassl.engine import build_trainer
 from datasets.synthetic import make_dataset
-from scripts.protocol import ProtocolError, settings
 from trainers.base import ConfigError
 from trainers.config import clip_trainers, extend_cfg
 from trainers.replay import replay_clip_construction
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+from protocol import ProtocolError, settings  # noqa: E402  (scripts/protocol.py, as tools/grid.py reads it)
+
 TINY = tiny_resnet_config()
 # OpenAI's five ResNet CLIPs, as their checkpoints' shapes give them (embed_dim, resolution, blocks per stage,
 # width; text width and heads; all have 12 text blocks, 77 positions, a 49408-token vocabulary).
@@ -554,3 +556,14 @@ def test_protocols_pick_a_backbone_s_files(monkeypatch):
         settings("CoOp", "few_shot", "dtd", 2, backbone="rn101")
     monkeypatch.delenv("BACKBONE")
     assert settings("CoOp", "few_shot", "dtd", 8)[0] == "vit_b16"
+
+
+def test_a_malformed_backbones_table_names_its_line(tmp_path):
+    from protocols_file import FileError, read_protocols
+
+    path = tmp_path / "protocols.yaml"
+    path.write_text("few_shot: {config: vit_b16}\nbackbones:\n  rn50: vit_b16\n")
+    with pytest.raises(FileError, match=r"protocols.yaml:2: backbones must map each backbone"):
+        read_protocols(str(path))
+    path.write_text("few_shot: {config: vit_b16}\nbackbones:\n  rn50: {vit_b16: rn50}\n")
+    assert read_protocols(str(path))["backbones"] == {"rn50": {"vit_b16": "rn50"}}
