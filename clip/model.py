@@ -250,16 +250,18 @@ class CLIPConfig:
 class CLIP(nn.Module):
     """CLIP: ``visual`` image tower (ViT or ResNet) and a causal text tower whose parts sit at the top level.
 
-    ``cut_text`` (off by default): ``encode_text`` and ``encode_text_embeddings`` run the prompts only up
-    to the longest EOT. Under the causal mask no later position reaches an EOT, so the features are the same up to
-    float rounding, for a fraction of the work (CoOp's prompts are ~20 of 77 positions). Trainers
-    turn it on unless ``EXACT True`` asks for the official op order (``use_exact_order``).
+    ``exact`` (True by default): ``encode_text`` and ``encode_text_embeddings`` run all 77 positions, as
+    OpenAI's code, and a ResNet's attention pooling attends from every position and keeps the first, as
+    the code in OpenAI's published archives and in the official methods' copy of it (CoOp's, CoCoOp's,
+    KgCoOp's). False: the prompts run only up to the longest EOT (under the causal mask no later position
+    reaches an EOT) and the pooling computes its one query (OpenAI's current ``model.py``): the same
+    features up to float rounding, for a fraction of the work (CoOp's prompts are ~20 of 77 positions).
+    Trainers build it with the run's ``EXACT`` (False by default).
     """
 
-    def __init__(self, config: CLIPConfig) -> None:
+    def __init__(self, config: CLIPConfig, exact: bool = True) -> None:
         super().__init__()
         self.config = config
-        self.cut_text = False
         self.context_length = config.context_length
         self.visual: VisionTransformer | ModifiedResNet
         if config.family == RESNET:
@@ -286,6 +288,7 @@ class CLIP(nn.Module):
         self.ln_final = LayerNorm(config.transformer_width)
         self.text_projection = nn.Parameter(torch.empty(config.transformer_width, config.embed_dim))
         self.logit_scale = nn.Parameter(torch.ones([]) * math.log(1 / 0.07))
+        self.exact = exact
         self.initialize_parameters()
 
     def initialize_parameters(self) -> None:
@@ -310,14 +313,16 @@ class CLIP(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.visual.conv1.weight.dtype
 
-    def use_exact_order(self, exact: bool) -> None:
-        """``exact``: the op order of the official methods' code, bit for bit: all 77 text positions and, for a
-        ResNet, the attention pooling of their copy of OpenAI's code (``AttentionPool2d.all_queries``).
-        Otherwise the same values up to float rounding for less work: ``cut_text`` and the pooling's one query.
-        """
-        self.cut_text = not exact
-        if isinstance(self.visual, ModifiedResNet):
-            self.visual.attnpool.all_queries = exact
+    @property
+    def exact(self) -> bool:
+        return self._exact
+
+    @exact.setter
+    def exact(self, value: bool) -> None:
+        """Set on the ResNet's pooling too (``AttentionPool2d.all_queries``), so its image features follow."""
+        self._exact = value
+        if isinstance(getattr(self, "visual", None), ModifiedResNet):
+            self.visual.attnpool.all_queries = value
 
     def encode_image(self, image: torch.Tensor, inject: Hooks | None = None) -> torch.Tensor:
         """Image features (N, embed_dim). ``inject`` needs a ViT tower (a ResNet has no token sequence)."""
@@ -348,7 +353,7 @@ class CLIP(nn.Module):
     def encode_text(self, text: torch.Tensor, inject: Hooks | None = None) -> torch.Tensor:
         """Text features (N, embed_dim): the EOT token (the largest id of each row), projected."""
         eot = text.argmax(dim=-1)
-        if self.cut_text:
+        if not self.exact:
             text = text[:, : int(eot.max()) + 1]
         return self.pool_text(self.encode_text_tokens(text, inject), eot)
 
@@ -360,11 +365,11 @@ class CLIP(nn.Module):
         The entry point of prompt learners (CoOp and its family), which replace some embeddings by
         learned vectors; ``eot`` (N,) is the EOT position of each row (``tokens.argmax(-1)``).
         ``shared``: the caller's promise that the first ``shared`` positions are the same function of
-        its learned tensors in every row (SOS and a context common to all classes). With ``cut_text``,
+        its learned tensors in every row (SOS and a context common to all classes). Without ``exact``,
         and no hooks or hooks ``within_prefix(shared)``, those positions are computed once for all rows
         (``clip.fast.text_at_eot``).
         """
-        if self.cut_text:
+        if not self.exact:
             positions = eot.tolist()  # one device sync for the cut and the groups
             embeddings = embeddings[:, : max(positions) + 1]
             shared, hooks = min(shared, *positions), as_hooks(inject)
@@ -499,13 +504,14 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> No
     model.load_state_dict(state_dict)
 
 
-def build_model(state_dict: Mapping[str, torch.Tensor]) -> CLIP:
+def build_model(state_dict: Mapping[str, torch.Tensor], exact: bool = True) -> CLIP:
     """A CLIP in eval mode with OpenAI's fp16 weight layout, its architecture inferred from ``state_dict``.
 
     The caller's dict is not modified; OpenAI's non-weight entries (input_resolution, ...) are ignored.
+    ``exact``: see ``CLIP``.
     """
     weights = {key: value for key, value in state_dict.items() if key not in NON_WEIGHT_KEYS}
-    model = CLIP(config_from_state_dict(weights))
+    model = CLIP(config_from_state_dict(weights), exact)
     convert_weights(model)
     load_weights(model, weights)
     return model.eval()

@@ -179,19 +179,20 @@ def test_encode_image_hooks_need_a_vit(tiny, images):
         tiny.encode_image(images, inject=lambda i, x: x)
 
 
-def test_exact_order_pools_from_every_query(images):
-    """``use_exact_order(True)``: the official copy's pooling (every query); the same features up to rounding."""
+def test_exact_pools_from_every_query(images):
+    """``exact`` (as built): the pooling of OpenAI's archived code and the official methods' copy (every query);
+    False: OpenAI's current code (one query). The same features up to float rounding; set on the CLIP, it
+    reaches the pooling, however the CLIP is built."""
     model = build_model(tiny_resnet_state_dict(0)).float()
-    assert not model.visual.attnpool.all_queries and not model.cut_text  # as built: OpenAI's current code
+    assert model.exact and model.visual.attnpool.all_queries
     with torch.no_grad():
-        model.use_exact_order(False)
-        fast = model.encode_image(images)
-        model.use_exact_order(True)
         exact = model.encode_image(images)
-    assert model.visual.attnpool.all_queries and not model.cut_text
+        model.exact = False
+        fast = model.encode_image(images)
+    assert not model.visual.attnpool.all_queries
+    assert not torch.equal(fast, exact)  # another op order: the flag reaches the computation
     torch.testing.assert_close(fast, exact, rtol=1e-5, atol=1e-6)
-    model.use_exact_order(False)
-    assert not model.visual.attnpool.all_queries and model.cut_text
+    assert build_model(tiny_resnet_state_dict(0), exact=False).visual.attnpool.all_queries is False
 
 
 # --- files and OpenAI's API ------------------------------------------------------------------------------
