@@ -18,6 +18,7 @@ Regenerate: ``python -m tools.parity Meta_B2N --write-pins`` (and ``Meta_DG``).
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -192,6 +193,7 @@ def test_meta_b2n_base_to_new_reproduces_the_official_runs(world, tmp_path, monk
     check(record, log, OFFICIAL[torch_version]["b2n_base"], exact)
     saved = torch.load(tmp_path / f"{tag}_base/model/model.pth.tar-2", weights_only=False)["state_dict"]
     assert {"prompt_learner.ctx", "vision_prompt_learner.ctx"} <= set(saved)  # the official checkpoint's names
+    assert json.loads((tmp_path / f"{tag}_base" / "metrics.json").read_text())["domains"] is None  # no domains
     record, log = run(world, data, monkeypatch, f"{tag}_new", "b2n_new", *opts, model_dir=f"{tag}_base")
     check(record, log, OFFICIAL[torch_version]["b2n_new"], exact)
 
@@ -204,6 +206,8 @@ def test_meta_dg_reproduces_the_official_runs(world, tmp_path, monkeypatch, torc
     record, log = run(world, data, monkeypatch, f"dg_{torch_version}_{exact}", "dg", *opts)
     assert "PACSFS: target (held-out) domain cartoon; sources art_painting, photo, sketch" in log
     check(record, log, OFFICIAL[torch_version]["dg"], exact)
+    metrics = json.loads((tmp_path / f"dg_{torch_version}_{exact}" / "metrics.json").read_text())
+    assert metrics["domains"] == {"source": ["art_painting", "photo", "sketch"], "target": ["cartoon"]}
 
 
 def test_the_step_frozen_prompt_default_is_the_official_environment() -> None:
