@@ -8,30 +8,24 @@ frozen features computed outside ``forward`` (KgCoOp's teacher, PromptSRC's froz
 so for PromptSRC the ratio is an upper bound. FLOPs are counted on the first (warm-up) step of each path,
 independent of the machine's load; times are medians of the paths interleaved repeat by repeat.
 
-    python benchmarks/bench_prompt_cut.py                     # ~12 min on 2 cores
-    python benchmarks/bench_prompt_cut.py --methods CoOp --repeats 5
+    python -m benchmarks.bench_prompt_cut                     # ~12 min on 2 cores
+    python -m benchmarks.bench_prompt_cut --methods CoOp --repeats 5
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import bench_mmrl as b  # noqa: E402  (the FLOP counter)
-from bench_speed import IMAGENET  # noqa: E402
-from param_counts import VIT_B16, config_for  # noqa: E402
-
-from clip.model import CLIP  # noqa: E402
-from trainers.config import clip_trainers  # noqa: E402
+from benchmarks import bench_mmrl as b  # the FLOP counter
+from benchmarks.bench_speed import IMAGENET
+from benchmarks.param_counts import VIT_B16, config_for
+from clip.model import CLIP
+from trainers.config import clip_trainers
 
 # PromptSRC is IVLP's prompts plus losses; its build alone encodes 60 templates x 124 classes at ViT-B/16
 # (minutes on a CPU), so it is measured only when asked for (--methods PromptSRC).
