@@ -20,7 +20,6 @@ import train
 from clip import clip
 from clip.model import CLIP
 from dassl.utils import UserError
-from datasets.synthetic import make_dataset
 from tests.tiny import tiny_clip_config
 from trainers.coop import CoCoOpPromptLearner, CoOpPromptLearner, cocoop_node, coop_node
 
@@ -80,12 +79,11 @@ OFFICIAL = {
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The parity world: tiny CLIP weights and the synthetic DTD."""
+def world(tmp_path_factory: pytest.TempPathFactory, tiny_clip: str, synthetic_data) -> Path:
+    """The parity world (tests/conftest.py): tiny CLIP weights and the synthetic DTD, beside the runs' folders."""
     root = tmp_path_factory.mktemp("coop")
-    torch.manual_seed(0)
-    torch.save(CLIP(tiny_clip_config()).state_dict(), root / "tiny.pt")
-    make_dataset("dtd", str(root / "data"), n_classes=8, n_train=4, n_val=2, n_test=3, size=32, seed=0)
+    (root / "tiny.pt").symlink_to(tiny_clip)
+    (root / "data").symlink_to(synthetic_data("dtd", n_classes=8, n_train=4, n_val=2, n_test=3, size=32, seed=0))
     return root
 
 

@@ -14,10 +14,7 @@ import time
 
 import pytest
 import torch
-from tiny import tiny_clip_config
 
-from clip.model import CLIP
-from datasets.synthetic import make_dataset
 from trainers.mmrl import LEARNER_NAME
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -25,12 +22,9 @@ EPOCHS = 4
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> tuple[str, str]:
-    root = tmp_path_factory.mktemp("crash")
-    torch.manual_seed(0)
-    torch.save(CLIP(tiny_clip_config()).state_dict(), root / "tiny.pt")
-    make_dataset("OxfordPets", str(root / "data"), n_classes=4, n_train=6, n_val=1, n_test=2)
-    return str(root / "tiny.pt"), str(root / "data")
+def setup(tiny_clip, synthetic_data) -> tuple[str, str]:
+    """(tiny CLIP weights file, data root) of the shared world (tests/conftest.py)."""
+    return tiny_clip, synthetic_data("OxfordPets", n_classes=4, n_train=6, n_val=1, n_test=2)
 
 
 def command(setup: tuple[str, str], out: str, workers: int) -> list[str]:

@@ -18,14 +18,12 @@ import sys
 import pytest
 import torch
 import yaml
-from tiny import tiny_clip_config
 
 import datasets  # noqa: F401  (registers the datasets)
 from clip.model import CLIP
 from dassl.config import get_cfg_default
 from dassl.engine import build_trainer
 from dassl.utils import set_random_seed
-from datasets.synthetic import make_dataset
 from trainers.base import ConfigError
 from trainers.config import clip_trainers, extend_cfg
 
@@ -34,13 +32,9 @@ TRAINERS = sorted(clip_trainers())
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> tuple[str, str]:
+def setup(tiny_clip, synthetic_data) -> tuple[str, str]:
     """(tiny CLIP file, data root with a 4-class synthetic DTD)."""
-    root = tmp_path_factory.mktemp("contract")
-    torch.manual_seed(0)
-    torch.save(CLIP(tiny_clip_config()).state_dict(), root / "tiny.pt")
-    make_dataset("dtd", str(root / "data"), n_classes=4, n_train=4, n_val=2, n_test=2)
-    return str(root / "tiny.pt"), str(root / "data")
+    return tiny_clip, synthetic_data("dtd", n_classes=4, n_train=4, n_val=2, n_test=2)
 
 
 def base2new_config(trainer: str) -> tuple[str, list[str]]:
