@@ -7,6 +7,5 @@
 #   DATASETS="dtd eurosat" SEEDS=1 bash base_to_novel.sh MMRLpp  a subset
 # DATA: the environment, else the DATA= line of each scripts/{mmrlpp,mmrl}/*.sh. Environment (OUTPUT,
 # SEEDS, DRY_RUN, ...), folders and skipping: scripts/protocols.sh.
-set -euo pipefail
 source "$(dirname "$0")/scripts/protocols.sh"
 protocol_main base2new "$@"

@@ -7,6 +7,5 @@
 #   DATASETS="dtd imagenetv2" bash cross_datasets.sh MMRL        other targets
 # DATA: the environment, else the DATA= line of each scripts/{mmrlpp,mmrl}/*.sh. Environment (OUTPUT,
 # SEEDS, DRY_RUN, ...), folders and skipping: scripts/protocols.sh.
-set -euo pipefail
 source "$(dirname "$0")/scripts/protocols.sh"
 protocol_main cross_datasets "$@"

@@ -6,6 +6,5 @@
 #   DATASETS=dtd SHOTS="1 16" bash few_shot.sh MMRL              a subset
 # DATA: the environment, else the DATA= line of each scripts/{mmrlpp,mmrl}/*.sh. Environment (OUTPUT,
 # SEEDS, DRY_RUN, ...), folders and skipping: scripts/protocols.sh.
-set -euo pipefail
 source "$(dirname "$0")/scripts/protocols.sh"
 protocol_main few_shot "$@"

@@ -20,6 +20,8 @@
 # Arguments after a script's own ones are KEY VALUE config options passed on to train.py, e.g.
 #   bash scripts/mmrl/base2new_train.sh dtd MODEL.BACKBONE.PATH /path/ViT-B-16.pt DATALOADER.NUM_WORKERS 4
 
+set -euo pipefail  # every script that sources this file stops at the first error
+
 REPO=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)  # this file's repository, through links
 PYTHON=${PYTHON:-python}
 OUTPUT=${OUTPUT:-output}
@@ -56,6 +58,20 @@ need_dataset() {
         echo "error: no DATASET given: bash $0 DATASET [KEY VALUE ...] (a name of configs/datasets/*.yaml)" >&2
         exit 1
     fi
+}
+
+# method_script PROTOCOL PHASE TRAINER [DATASET] [KEY VALUE ...]: a scripts/<method>/*.sh script, after its
+# DATA= line: every step but the cross-dataset training takes a dataset.
+method_script() {
+    local protocol=$1 phase=$2 trainer=$3 dataset=""
+    shift 3
+    require_data "$0"
+    if [ "$protocol/$phase" != cross_datasets/train ]; then
+        need_dataset "$@"
+        dataset=$1
+        shift
+    fi
+    run_protocol "$protocol" "$phase" "$trainer" "$dataset" "$@"
 }
 
 # run_protocol PROTOCOL PHASE "METHODS" "DATASETS" [KEY VALUE ...]: the protocol's cells, in order.

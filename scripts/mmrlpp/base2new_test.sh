@@ -2,14 +2,9 @@
 # MMRL++ base-to-novel, step 2: test the models of step 1 on the new classes of DATASET.
 #   bash scripts/mmrlpp/base2new_test.sh DATASET [KEY VALUE ...]
 # Environment (SEEDS, OUTPUT, ...), folders and skipping: scripts/protocols.sh.
-set -euo pipefail
 
 # custom config
 DATA=${DATA:-PATH/TO/YOUR/DATASETS}  # the datasets folder: edit here, or set DATA in the environment
 
 source "$(dirname "$0")/../protocols.sh"
-require_data "$0"
-need_dataset "$@"
-DATASET=$1
-shift
-run_protocol base2new test MMRLpp "$DATASET" "$@"
+method_script base2new test MMRLpp "$@"
