@@ -113,7 +113,7 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
 
 
 def check_names(cfg: CfgNode) -> None:
-    """Fail on an unknown trainer or dataset before any data or weights are touched."""
+    """Fail on an unknown trainer or dataset, or a dataset's bad settings, before any data or weights are touched."""
     if cfg.TRAINER.NAME not in TRAINER_REGISTRY:
         known = ", ".join(sorted(TRAINER_REGISTRY.registered_names()))
         raise UsageError(f"unknown trainer '{cfg.TRAINER.NAME}' (--trainer); available: {known}")
@@ -122,6 +122,9 @@ def check_names(cfg: CfgNode) -> None:
         raise UsageError(
             f"unknown dataset '{cfg.DATASET.NAME}' (DATASET.NAME, set by --dataset-config-file); available: {known}"
         )
+    check_dataset = getattr(DATASET_REGISTRY.get(cfg.DATASET.NAME), "check_cfg", None)
+    if check_dataset is not None:  # e.g. the held-out domain of a DG dataset (--target-domains, DATASET.ID)
+        check_dataset(cfg)
 
 
 def check_writable(directory: str) -> None:

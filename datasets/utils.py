@@ -278,7 +278,7 @@ def read_wnid_folders(dataset: str, image_dir: str, classnames: dict[str, str], 
     return read_class_folders(image_dir, folders, [classnames[f] for f in folders])
 
 
-def check_images_exist(dataset: str, dataset_dir: str, *splits: list[Datum] | None) -> None:
+def check_images_exist(dataset: str, dataset_dir: str, *splits: list[Datum] | None, doc: str = DOC) -> None:
     """Fail before training, listing a few examples, when images named by the splits are not on disk."""
     paths = {d.impath for split in splits for d in split or []}
     missing = sorted(p for p in paths if not os.path.exists(p))
@@ -286,7 +286,7 @@ def check_images_exist(dataset: str, dataset_dir: str, *splits: list[Datum] | No
         examples = "\n  ".join(missing[:5])
         raise DatasetError(
             f"{dataset}: {len(missing)} of {len(paths)} images are missing on disk, e.g.\n  {examples}\n"
-            f"Check that the images are extracted under {dataset_dir} as {DOC} shows. The caches "
+            f"Check that the images are extracted under {dataset_dir} as {doc} shows. The caches "
             "(split_fewshot/*.pkl, ImageNet's preprocessed.pkl) store absolute paths: delete them if the data moved."
         )
 
