@@ -69,7 +69,7 @@ def run_cells(cells: Sequence[Cell], python: str = sys.executable, dry_run: bool
             code = launch(cell.output_dir, cell.args, python)
             if code != 0:
                 print(f"Stopped: train.py exited with code {code} for {cell.output_dir} (run again to resume)",
-                      file=sys.stderr, flush=True)  # fmt: skip
+                      file=out, flush=True)  # stdout: train.py's own error line stays the last one on stderr
                 return code
         if not dry_run:
             summarize(folder, out=out)
