@@ -16,6 +16,7 @@ import argparse
 import os.path as osp
 import sys
 
+from dassl.errors import UserError
 from dassl.utils.tools import listdir_nohidden
 from tools.report.summary import SummaryError, summarize
 
@@ -49,4 +50,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except UserError as e:  # a log or metrics.json that cannot be read: one line naming it and the fix
+        sys.exit(f"error: {e}")

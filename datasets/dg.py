@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from dassl.data.datasets import DatasetBase, Datum
-from dassl.utils.tools import read_pickle, write_pickle
+from dassl.utils.tools import write_pickle
 
+from .data_files import read_cache
 from .utils import DatasetError, check_images_exist, load_or_create
 
 __all__ = ["DG_DOC", "DGDataset", "DomainChoice", "Record", "dg_error", "fewshot_per_domain", "resolve_domains"]
@@ -164,8 +165,9 @@ class DGDataset(DatasetBase):
                 return data
 
             def load(p: str) -> dict[str, list[Datum]]:
+                data = read_cache(p, ("train", "val"))
                 print(f"Loading few-shot split from {p}")
-                return read_pickle(p)
+                return data
 
             data = load_or_create(path, create, load, write_pickle)
             train, val = data["train"], data["val"]

@@ -7,7 +7,9 @@
 Every cell is a command line of the protocol's run plan (``tools/protocols``, the one the shell scripts run,
 settings from each method's protocols.yaml) into the same output tree, so a grid and the scripts share
 results. A finished cell (it holds a test result) is skipped; a failed or killed one runs again and
-resumes from its last epoch; a cell's train.py output goes to ``grid.out`` in its folder.
+resumes from its last epoch; one whose folder a live run holds (tools/run_lock.py: a requeued job's first
+copy, another grid, a script) is running elsewhere: watched, never started. A cell's train.py output goes
+to ``grid.out`` in its folder.
 Test cells (new classes, cross-dataset targets) start once the cell that trains their model is done.
 ``local`` runs N cells at once (one per GPU of --gpus, or --jobs on CPU); ``slurm`` submits each cell as a
 SLURM job through submitit (``pip install -e ".[slurm]"``); ``submitit-local`` is submitit's local executor,
@@ -29,6 +31,7 @@ from dassl.utils import UserError
 from tools.protocols import FINISHED, PROTOCOLS, ProtocolError, cell_status, plan
 from tools.protocols.plan import Cell
 from tools.protocols.settings import REPO
+from tools.run_lock import LOCKED_EXIT, holder
 
 LOG = "grid.out"  # each cell's train.py output, in its folder
 
@@ -44,6 +47,7 @@ class Job:
     cell: Cell
     state: str = "pending"  # pending, running, done, failed
     attempts: int = 0
+    elsewhere: str | None = None  # running, but in another process that holds the folder (tools/run_lock.py)
 
     @property
     def name(self) -> str:
@@ -126,31 +130,48 @@ class SubmititPool:
 def progress_table(jobs: list[Job]) -> str:
     counts = {s: sum(j.state == s for j in jobs) for s in ("done", "running", "pending", "failed")}
     lines = [" ".join(f"{k} {v}" for k, v in counts.items()) + f"  (of {len(jobs)})"]
-    lines += [f"  running  {j.name}" for j in jobs if j.state == "running"]
+    lines += [f"  running  {j.name}" + (f" (elsewhere: {j.elsewhere})" if j.elsewhere else "")
+              for j in jobs if j.state == "running"]  # fmt: skip
     lines += [f"  failed   {j.name} (see {osp.join(j.output_dir, LOG)})" for j in jobs if j.state == "failed"]
     return "\n".join(lines)
 
 
 def run_grid(cells: list[Cell], pool: LocalPool | SubmititPool, python: str, retries: int = 1,
              interval: float = 2.0, show: Callable[[str], None] = print) -> list[Job]:  # fmt: skip
-    """Run every cell not finished yet, tests after their training cell, ``retries`` reruns of a failed cell."""
+    """Run every cell not finished yet, tests after their training cell, ``retries`` reruns of a failed cell.
+
+    A cell whose folder another live run holds is shown as running elsewhere and watched, never started or
+    failed; when that run ends the cell is done (it holds a result) or pending again (it was killed).
+    """
     jobs = [Job(c, "done" if cell_status(c.output_dir) == FINISHED else "pending") for c in cells]
     by_dir = {j.output_dir: j for j in jobs}
     shown = ""
     while any(j.state in ("pending", "running") for j in jobs):
         for d, code in pool.poll().items():
             job = by_dir[d]
-            if code == 0 and cell_status(d) == FINISHED:
+            by = holder(d) if code != 0 else None
+            if code == LOCKED_EXIT or by is not None:  # it lost the folder to a run that started meanwhile
+                job.attempts -= 1
+                job.state, job.elsewhere = "running", str(by or "another run")
+            elif code == 0 and cell_status(d) == FINISHED:
                 job.state = "done"
             else:
                 job.state = "pending" if job.attempts <= retries else "failed"
         for j in jobs:
+            if j.elsewhere is not None:
+                if holder(j.output_dir) is None:
+                    j.elsewhere, j.state = None, "done" if cell_status(j.output_dir) == FINISHED else "pending"
+                continue
             if j.state != "pending" or pool.free() <= 0:
                 continue
             waits_for = by_dir.get(j.cell.after) if j.cell.after else None
             if waits_for is not None and waits_for.state != "done":
                 if waits_for.state == "failed":
                     j.state = "failed"
+                continue
+            by = holder(j.output_dir)
+            if by is not None:
+                j.state, j.elsewhere = "running", str(by)
                 continue
             j.state, j.attempts = "running", j.attempts + 1
             pool.start(j.cell, python)

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset as TorchDataset
 from yacs.config import CfgNode
 
 from dassl.utils import read_image
+from dassl.utils.crash_points import crash_point
 
 from .datasets import build_dataset
 from .samplers import build_sampler
@@ -204,6 +205,7 @@ class DatasetWrapper(TorchDataset):
     def __getitem__(self, idx: int) -> dict[str, Any]:
         item = self.data_source[idx]
         output: dict[str, Any] = {"label": item.label, "domain": item.domain, "impath": item.impath, "index": idx}
+        crash_point("load_item")
         img0 = read_image(item.impath)
         if self.transform is None:
             output["img"] = img0

@@ -15,11 +15,13 @@ import os.path as osp
 import sys
 from collections import Counter
 
+from dassl.errors import UserError
+
 from .layout import PROTOCOLS, SEEDS, SHOTS, default_datasets
 from .plan import PHASES, plan
 from .runner import launch, run_cells
 from .settings import ProtocolError
-from .status import FINISHED, INCOMPLETE, NOT_STARTED, cell_status
+from .status import FINISHED, INCOMPLETE, NOT_STARTED, RUNNING, cell_status
 
 
 def _plan_args(p: argparse.ArgumentParser) -> None:
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--root", required=True, help="the datasets folder (train.py --root)")
     run.add_argument("--python", default=sys.executable, help="interpreter for train.py")
     run.add_argument("--dry-run", action="store_true", help="print the command lines instead of running them")
-    _plan_args(sub.add_parser("status", help="each cell: finished, incomplete or not started"))
+    _plan_args(sub.add_parser("status", help="each cell: running, finished, incomplete or not started"))
     sub.add_parser("datasets", help="the protocol's datasets").add_argument("protocol", choices=PROTOCOLS)
     one = sub.add_parser("launch", help="run train.py for one cell (arguments after --)")
     one.add_argument("output_dir")
@@ -69,12 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     for cell, state in zip(cells, states):
         print(f"{state:<12} {cell.name}  {cell.output_dir}")
     counts = Counter(states)
-    print(", ".join(f"{counts[s]} {s}" for s in (FINISHED, INCOMPLETE, NOT_STARTED)) + f" (of {len(cells)})")
+    print(", ".join(f"{counts[s]} {s}" for s in (RUNNING, FINISHED, INCOMPLETE, NOT_STARTED)) + f" (of {len(cells)})")
     return 0
 
 
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except ProtocolError as e:
+    except UserError as e:  # ProtocolError, or a file it read (protocols.yaml, metrics.json, log.txt)
         sys.exit(f"error: {e}")

@@ -3,7 +3,8 @@
 ``metrics.json`` holds the evaluator's unrounded numbers; ``log.txt`` only their printed (rounded) form,
 so a folder with both is read from ``metrics.json``: every table (``parse_test_res.py``, the report, the
 demo) then shows the same mean and std. A run whose last evaluation is on the validation split (a
-``best_val`` run stopped before its final test) has no result yet.
+``best_val`` run stopped before its final test) has no result yet. A ``metrics.json`` or ``log.txt`` that
+cannot be read stops the reader with a ``FileError`` naming the file and the fix (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -49,30 +50,26 @@ def read_result(path: str, notes: list[str] | None = None) -> RunResult | None:
     notes = notes if notes is not None else []
     metrics_path, log_path = osp.join(path, METRICS_FILE), osp.join(path, LOG_FILE)
     if osp.isfile(metrics_path):
-        try:
-            m = read_metrics(metrics_path)
-        except (ValueError, OSError) as e:
-            notes.append(f"unreadable {metrics_path} ({e}); log.txt used instead")
-        else:
-            phase = m.get("phase") or {}
-            if phase.get("split", "test") != "test":
-                notes.append(f"unfinished: {path} (its last evaluation is on the {phase.get('split')} split)")
-                return None
-            model, split = m.get("model") or {}, m.get("split") or {}
-            return RunResult(
-                path=path,
-                source=METRICS_FILE,
-                accuracy=float(m["accuracy"]),
-                macro_f1=m.get("macro_f1"),
-                per_class=list(m.get("per_class") or []),
-                task=phase.get("task"),
-                subsample=phase.get("subsample"),
-                split_rebuilt=bool(split.get("rebuilt", False)),
-                split_source=split.get("source"),
-                selection=model.get("selection"),
-                epoch=model.get("epoch"),
-                metrics=m,
-            )
+        m = read_metrics(metrics_path)  # one that cannot be read is a FileError naming it and the fix
+        phase = m.get("phase") or {}
+        if phase.get("split", "test") != "test":
+            notes.append(f"unfinished: {path} (its last evaluation is on the {phase.get('split')} split)")
+            return None
+        model, split = m.get("model") or {}, m.get("split") or {}
+        return RunResult(
+            path=path,
+            source=METRICS_FILE,
+            accuracy=float(m["accuracy"]),
+            macro_f1=m.get("macro_f1"),
+            per_class=list(m.get("per_class") or []),
+            task=phase.get("task"),
+            subsample=phase.get("subsample"),
+            split_rebuilt=bool(split.get("rebuilt", False)),
+            split_source=split.get("source"),
+            selection=model.get("selection"),
+            epoch=model.get("epoch"),
+            metrics=m,
+        )
     if not osp.isfile(log_path):
         notes.append(f"no result: {path} (neither metrics.json nor log.txt)")
         return None

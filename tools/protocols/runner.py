@@ -1,7 +1,8 @@
 """Running a protocol's cells one after another in the foreground, as the official shell scripts do.
 
-A finished cell is skipped; an incomplete one runs again (train.py resumes from its last checkpoint; the
-earlier attempt's ``log.txt`` is kept as ``log.txt.incomplete-<time>``). Each ``<CFG>`` folder is
+A finished cell is skipped, and so is a running one (another live run holds its folder: tools/run_lock.py);
+an incomplete one runs again (train.py resumes from its last checkpoint; the earlier attempt's ``log.txt``
+is kept as ``log.txt.incomplete-<time>``, moved under the folder's lock). Each ``<CFG>`` folder is
 summarised by parse_test_res.py's summary once its cells are done. The first failing run stops the
 protocol with its exit code: running the same command again carries on where it stopped.
 """
@@ -13,27 +14,27 @@ import os.path as osp
 import shlex
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from itertools import groupby
 from typing import TextIO
 
 from tools.report.summary import summarize
+from tools.run_lock import LOCKED_EXIT, holder, prepare
 
 from .plan import Cell
 from .settings import REPO, ProtocolError
-from .status import FINISHED, cell_status
+from .status import FINISHED, RUNNING, cell_status
 
 
 def launch(output_dir: str, args: Sequence[str], python: str = sys.executable, log: str | None = None) -> int:
     """Run train.py with ``args`` for the cell ``output_dir``; its output to ``log`` (appended) or ours.
 
-    An earlier attempt's ``log.txt`` is kept aside first. Returns train.py's exit code.
+    An earlier attempt's ``log.txt`` is kept aside first, under the folder's lock. Returns train.py's exit
+    code, or ``LOCKED_EXIT`` (75) when another live run holds the folder (then nothing is touched).
     """
     os.makedirs(output_dir, exist_ok=True)
-    previous = osp.join(output_dir, "log.txt")
-    if osp.isfile(previous):
-        os.replace(previous, f"{previous}.incomplete-{time.strftime('%Y%m%d-%H%M%S')}")
+    if prepare(output_dir) is not None:
+        return LOCKED_EXIT
     command = [python, osp.join(REPO, "train.py"), *args]
     if log is None:
         return subprocess.call(command)
@@ -54,9 +55,15 @@ def run_cells(cells: Sequence[Cell], python: str = sys.executable, dry_run: bool
     """
     out = out or sys.stdout
     for folder, group in groupby(cells, key=lambda c: c.folder):
+        group = list(group)
         for cell in group:
-            if cell_status(cell.output_dir) == FINISHED:
+            status = cell_status(cell.output_dir)
+            if status == FINISHED:
                 print(f"Skip {cell.output_dir} (already holds a result)", file=out, flush=True)
+                continue
+            if status == RUNNING:
+                print(f"Skip {cell.output_dir} (running: {holder(cell.output_dir) or 'another run'})", file=out,
+                      flush=True)  # fmt: skip
                 continue
             if dry_run:
                 print(command_line(cell, python), file=out, flush=True)
@@ -67,10 +74,12 @@ def run_cells(cells: Sequence[Cell], python: str = sys.executable, dry_run: bool
                     "run the training first"
                 )
             code = launch(cell.output_dir, cell.args, python)
-            if code != 0:
+            if code == LOCKED_EXIT:  # another run took the folder meanwhile (train.py said which)
+                print(f"Skip {cell.output_dir} (running elsewhere)", file=out, flush=True)
+            elif code != 0:
                 print(f"Stopped: train.py exited with code {code} for {cell.output_dir} (run again to resume)",
                       file=out, flush=True)  # stdout: train.py's own error line stays the last one on stderr
                 return code
-        if not dry_run:
+        if not dry_run and any(cell_status(c.output_dir) == FINISHED for c in group):
             summarize(folder, out=out)
     return 0

@@ -20,15 +20,16 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
+from dassl.errors import UserError
 
 from .layout import PROTOCOLS, SOURCE
+from .protocols_file import FileError, read_protocols
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAINER_CONFIGS = osp.join(REPO, "configs", "trainers")
 
 
-class ProtocolError(Exception):
+class ProtocolError(UserError):
     """A method without protocols.yaml, or without the asked protocol; printed as one ``error:`` line."""
 
 
@@ -55,11 +56,10 @@ def load_protocols(trainer: str) -> dict[str, Any]:
             f"'{trainer}' has no configs/trainers/{trainer}/protocols.yaml; methods: "
             + " ".join(methods_with_protocols())
         )
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
-    if not isinstance(data, dict):
-        raise ProtocolError(f"configs/trainers/{trainer}/protocols.yaml must map protocol names to settings")
-    return data
+    try:
+        return read_protocols(path)
+    except FileError as e:
+        raise ProtocolError(str(e)) from None
 
 
 def display_name(trainer: str) -> str:
