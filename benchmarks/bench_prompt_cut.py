@@ -38,7 +38,7 @@ def build(name: str, clip_model: CLIP) -> torch.nn.Module:
 
 
 def step(model: torch.nn.Module, clip_model: CLIP, cut: bool, image: torch.Tensor, label: torch.Tensor) -> None:
-    clip_model.cut_text = cut
+    clip_model.exact = not cut
     out = model(image)
     logits = out[0] if isinstance(out, tuple) else out
     F.cross_entropy(logits, label).backward()

@@ -227,16 +227,16 @@ class CLIPConfig:
 class CLIP(nn.Module):
     """ViT CLIP: ``visual`` image tower and a causal text tower whose parts sit at the top level.
 
-    ``cut_text`` (off by default): ``encode_text`` and ``encode_text_embeddings`` run the prompts only up
-    to the longest EOT. Under the causal mask no later position reaches an EOT, so the features are the same up to
-    float rounding, for a fraction of the work (CoOp's prompts are ~20 of 77 positions). Trainers
-    turn it on unless ``EXACT True`` asks for the official op order.
+    ``exact`` (True by default): ``encode_text`` and ``encode_text_embeddings`` run all 77 positions, as
+    OpenAI's code. False: they run the prompts only up to the longest EOT. Under the causal mask no later
+    position reaches an EOT, so the features are the same up to float rounding, for a fraction of the work
+    (CoOp's prompts are ~20 of 77 positions). Trainers build it with the run's ``EXACT`` (False by default).
     """
 
-    def __init__(self, config: CLIPConfig) -> None:
+    def __init__(self, config: CLIPConfig, exact: bool = True) -> None:
         super().__init__()
         self.config = config
-        self.cut_text = False
+        self.exact = exact
         self.context_length = config.context_length
         self.visual = VisionTransformer(
             input_resolution=config.image_resolution,
@@ -298,7 +298,7 @@ class CLIP(nn.Module):
     def encode_text(self, text: torch.Tensor, inject: Hooks | None = None) -> torch.Tensor:
         """Text features (N, embed_dim): the EOT token (the largest id of each row), projected."""
         eot = text.argmax(dim=-1)
-        if self.cut_text:
+        if not self.exact:
             text = text[:, : int(eot.max()) + 1]
         return self.pool_text(self.encode_text_tokens(text, inject), eot)
 
@@ -310,11 +310,11 @@ class CLIP(nn.Module):
         The entry point of prompt learners (CoOp and its family), which replace some embeddings by
         learned vectors; ``eot`` (N,) is the EOT position of each row (``tokens.argmax(-1)``).
         ``shared``: the caller's promise that the first ``shared`` positions are the same function of
-        its learned tensors in every row (SOS and a context common to all classes). With ``cut_text``,
+        its learned tensors in every row (SOS and a context common to all classes). Without ``exact``,
         and no hooks or hooks ``within_prefix(shared)``, those positions are computed once for all rows
         (``clip.fast.text_at_eot``).
         """
-        if self.cut_text:
+        if not self.exact:
             positions = eot.tolist()  # one device sync for the cut and the groups
             embeddings = embeddings[:, : max(positions) + 1]
             shared, hooks = min(shared, *positions), as_hooks(inject)
@@ -412,13 +412,14 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> No
     model.load_state_dict(state_dict)
 
 
-def build_model(state_dict: Mapping[str, torch.Tensor]) -> CLIP:
+def build_model(state_dict: Mapping[str, torch.Tensor], exact: bool = True) -> CLIP:
     """A CLIP in eval mode with OpenAI's fp16 weight layout, its architecture inferred from ``state_dict``.
 
     The caller's dict is not modified; OpenAI's non-weight entries (input_resolution, ...) are ignored.
+    ``exact``: see ``CLIP``.
     """
     weights = {key: value for key, value in state_dict.items() if key not in NON_WEIGHT_KEYS}
-    model = CLIP(config_from_state_dict(weights))
+    model = CLIP(config_from_state_dict(weights), exact)
     convert_weights(model)
     load_weights(model, weights)
     return model.eval()

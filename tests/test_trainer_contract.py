@@ -22,7 +22,7 @@ import yaml
 import datasets  # noqa: F401  (registers the datasets)
 from clip.model import CLIP
 from dassl.config import get_cfg_default
-from dassl.engine import build_trainer
+from dassl.engine import TrainerX, build_trainer
 from dassl.utils import set_random_seed
 from trainers.base import ConfigError
 from trainers.config import clip_trainers, extend_cfg
@@ -137,7 +137,7 @@ def test_default_cuts_prompts_and_exact_gives_the_same_logits(name, setup, tmp_p
     fast = build(name, setup, str(tmp_path / "fast"))
     exact = build(name, setup, str(tmp_path / "exact"), ["EXACT", "True"])
     clips = [[m for m in t.model.modules() if isinstance(m, CLIP)] for t in (fast, exact)]
-    assert clips[0] and all(c.cut_text for c in clips[0]) and not any(c.cut_text for c in clips[1])
+    assert clips[0] and not any(c.exact for c in clips[0]) and all(c.exact for c in clips[1])
     images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     logits = []
     for t in (fast, exact):
@@ -145,3 +145,10 @@ def test_default_cuts_prompts_and_exact_gives_the_same_logits(name, setup, tmp_p
         with torch.no_grad():
             logits.append(t.model_inference(images))
     torch.testing.assert_close(logits[0], logits[1], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", TRAINERS)
+def test_no_trainer_sits_more_than_four_classes_below_trainerx(name):
+    """A method is a short chain over the base (CLIPTrainer, at most a family base, at most one variant)."""
+    mro = clip_trainers()[name].__mro__
+    assert mro.index(TrainerX) <= 4, f"{name}: {[c.__name__ for c in mro[: mro.index(TrainerX)]]}"
