@@ -16,6 +16,8 @@
 #   SHOTS     few-shot settings (default: "1 2 4 8 16")
 #   DATASETS  datasets of the top-level scripts (default: all of the protocol's)
 #   PYTHON    interpreter (default: python)
+#   BACKBONE  another backbone's published files for the same settings, e.g. rn50 (a method's protocols.yaml
+#             "backbones" table, docs/backbones.md; unset: the published default, ViT-B/16)
 #   DRY_RUN   1: print the train.py command lines instead of running them
 # Arguments after a script's own ones are KEY VALUE config options passed on to train.py, e.g.
 #   bash scripts/mmrl/base2new_train.sh dtd MODEL.BACKBONE.PATH /path/ViT-B-16.pt DATALOADER.NUM_WORKERS 4

@@ -37,6 +37,10 @@ def test_plan_is_the_official_command_lines_in_order(tmp_path):
     assert [c.name for c in fs] == ["MMRLpp/dtd/1-shot/seed1", "MMRLpp/dtd/1-shot/seed2", "MMRLpp/dtd/4-shot/seed1",
                                     "MMRLpp/dtd/4-shot/seed2"]  # fmt: skip
     assert fs[-1].output_dir.endswith("few_shot/dtd/shots_4/MMRLpp/vit_b16_few_shot/seed2")
+    # Another backbone's published files (the method's backbones table), in their own folders.
+    rn = plan("few_shot", ["CoOp"], str(tmp_path), "/d", ["dtd"], [1], [8], backbone="rn50")
+    assert rn[0].output_dir.endswith("few_shot/dtd/shots_8/CoOp/rn50/seed1")
+    assert "configs/trainers/CoOp/rn50.yaml" in " ".join(rn[0].args)
     # Zero-shot CLIP has nothing to train: its tests evaluate it as built and wait for nothing.
     zs = plan("base2new", ["ZeroshotCLIP"], str(tmp_path), "/d", ["dtd"], [1], [], phases=["test"])
     assert [c.name for c in zs] == ["ZeroshotCLIP/dtd/seed1/test_new"] and zs[0].after is None

@@ -32,6 +32,7 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     p.add_argument("--shots", nargs="+", type=int, default=list(SHOTS), help="few-shot settings")
     p.add_argument("--phase", choices=[*PHASES, "all"], default="all", help="the training cells, the tests, or both")
+    p.add_argument("--backbone", default=None, help="another backbone's files, e.g. rn50 (default: $BACKBONE)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     root = getattr(args, "root", "")
     if args.command == "run" and not args.dry_run and not osp.isdir(root):
         raise ProtocolError(f"--root {root}: no such folder (the datasets folder, see README.md#data)")
-    cells = plan(args.protocol, args.methods, args.output, root, args.datasets, args.seeds, args.shots, opts, phases)
+    cells = plan(args.protocol, args.methods, args.output, root, args.datasets, args.seeds, args.shots, opts, phases,
+                 args.backbone)  # fmt: skip
     if args.command == "run":
         return run_cells(cells, args.python, args.dry_run)
     states = [cell_status(c.output_dir) for c in cells]

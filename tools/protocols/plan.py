@@ -63,12 +63,14 @@ def plan(
     shots: Iterable[int] = SHOTS,
     opts: Sequence[str] = (),
     phases: Iterable[str] = PHASES,
+    backbone: str | None = None,
 ) -> list[Cell]:
     """The cells of ``protocol`` for ``methods`` (in the official order), writing under ``output``.
 
     ``datasets`` defaults to the protocol's own (the cross-dataset targets for ``cross_datasets``);
     ``phases`` picks the training cells, the test cells or both (a few-shot cell trains, then tests, and
-    counts as training); ``opts`` (KEY VALUE) follow each cell's own options.
+    counts as training); ``opts`` (KEY VALUE) follow each cell's own options; ``backbone`` picks another
+    backbone's files (default: ``BACKBONE`` in the environment, see ``settings.setting``).
     """
     if protocol not in PROTOCOLS:
         raise ProtocolError(f"unknown protocol '{protocol}' (protocols: {', '.join(PROTOCOLS)})")
@@ -88,7 +90,7 @@ def plan(
     for m in methods:
         if protocol == "base2new":
             for d in datasets:
-                s = setting(m, protocol, d)
+                s = setting(m, protocol, d, backbone=backbone)
                 train = config_dir(output, "base2new", "train_base", d, BASE2NEW_SHOTS, m, s.folder)
                 test = config_dir(output, "base2new", "test_new", d, BASE2NEW_SHOTS, m, s.folder)
                 if "train" in phases:
@@ -98,19 +100,19 @@ def plan(
                     opts_n = [*shots_b2n, "DATASET.SUBSAMPLE_CLASSES", "new", "TASK", "B2N"]
                     cells += _seeds(m, d, s, test, f"{m}/{d}/seed{{seed}}/test_new", opts_n, env, model=train)
         elif protocol == "cross_datasets":
-            src = setting(m, protocol, SOURCE)
+            src = setting(m, protocol, SOURCE, backbone=backbone)
             model = config_dir(output, "base2new", "train_base", SOURCE, BASE2NEW_SHOTS, m, src.folder)
             cd = [*shots_b2n, "TASK", "CD"]
             if "train" in phases:
                 cells += _seeds(m, SOURCE, src, model, f"{m}/{SOURCE}/seed{{seed}}/train", cd, env)
             for d in datasets if "test" in phases else []:
-                s = setting(m, protocol, d)
+                s = setting(m, protocol, d, backbone=backbone)
                 test = config_dir(output, "base2new", "test_new", d, BASE2NEW_SHOTS, m, s.folder)
                 cells += _seeds(m, d, s, test, f"{m}/{d}/seed{{seed}}/test", cd, env, model)
         elif "train" in phases:
             for d in datasets:
                 for k in shots:
-                    s = setting(m, protocol, d, k)
+                    s = setting(m, protocol, d, k, backbone=backbone)
                     folder = config_dir(output, "few_shot", "", d, k, m, s.folder)
                     fs = ["DATASET.NUM_SHOTS", str(k), "TASK", "FS"]
                     cells += _seeds(m, d, s, folder, f"{m}/{d}/{k}-shot/seed{{seed}}", fs, env)

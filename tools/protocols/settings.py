@@ -8,6 +8,8 @@
       imagenet: vit_b16_ep50                                     # ImageNet's own config, if any
       opts: [TRAINER.COOP.N_CTX, 16]                             # extra KEY VALUE pairs
     eval_only: true                                              # nothing to train (zero-shot)
+    backbones:                                                   # other backbones' files for the same settings
+      rn50: {vit_b16: rn50, vit_b16_ep50: rn50_ep50}             # chosen with BACKBONE=rn50 (docs/backbones.md)
 
 A protocol a method does not declare is one it has no published setting for.
 """
@@ -74,8 +76,16 @@ def _config(entry: dict[str, Any], dataset: str) -> Any:
     return entry["imagenet"] if dataset == SOURCE and entry.get("imagenet") else entry["config"]
 
 
-def setting(trainer: str, protocol: str, dataset: str, shots: int | None = None) -> Setting:
-    """The config, run folder, eval-only flag and options of ``trainer`` in ``protocol`` on ``dataset``."""
+def setting(
+    trainer: str, protocol: str, dataset: str, shots: int | None = None, backbone: str | None = None
+) -> Setting:
+    """The config, run folder, eval-only flag and options of ``trainer`` in ``protocol`` on ``dataset``.
+
+    ``backbone`` (default: the ``BACKBONE`` environment variable, which the scripts and the grid pass on;
+    empty for the published default): the method's file of that backbone for the same settings, from its
+    ``backbones`` table.
+    """
+    backbone = os.environ.get("BACKBONE", "") if backbone is None else backbone
     if protocol not in PROTOCOLS:
         raise ProtocolError(f"unknown protocol '{protocol}' (protocols: {', '.join(PROTOCOLS)})")
     data = load_protocols(trainer)
@@ -89,19 +99,40 @@ def setting(trainer: str, protocol: str, dataset: str, shots: int | None = None)
         if shots not in config:
             raise ProtocolError(f"{trainer} {protocol}: no config for {shots} shots in {where} (has: {sorted(config)})")
         config = config[shots]
+    if backbone:
+        config = _backbone_config(trainer, data, backbone, str(config))
     if not osp.isfile(osp.join(TRAINER_CONFIGS, trainer, f"{config}.yaml")):
         raise ProtocolError(f"{trainer} {protocol}: configs/trainers/{trainer}/{config}.yaml does not exist ({where})")
     opts = tuple(str(v) for v in entry.get("opts", []))
     if len(opts) % 2 or any(not v or re.search(r"\s", v) for v in opts):
         raise ProtocolError(f"{trainer} {protocol}: opts in {where} must be KEY VALUE pairs without spaces: {opts}")
-    return Setting(str(config), run_folder(trainer, protocol, dataset, str(config)), bool(data.get("eval_only")), opts)
+    folder = run_folder(trainer, protocol, dataset, str(config), backbone)
+    return Setting(str(config), folder, bool(data.get("eval_only")), opts)
 
 
-def run_folder(trainer: str, protocol: str, dataset: str, config: str) -> str:
+def _backbone_config(trainer: str, data: dict[str, Any], backbone: str, config: str) -> str:
+    """The ``backbone`` file standing for ``config`` in the method's ``backbones`` table."""
+    table = (data.get("backbones") or {}).get(backbone)
+    if table is None:
+        raise ProtocolError(
+            f"{trainer} has no {backbone} files in configs/trainers/{trainer}/protocols.yaml (backbones: "
+            f"{', '.join(data.get('backbones') or {}) or 'none, the published default only'}); unset BACKBONE"
+        )
+    if config not in table:
+        raise ProtocolError(f"{trainer} has no {backbone} file for the setting of {config}.yaml (its {backbone} files: "
+                            f"{', '.join(sorted(set(table.values())))})")  # fmt: skip
+    return str(table[config])
+
+
+def run_folder(trainer: str, protocol: str, dataset: str, config: str, backbone: str = "") -> str:
     """The ``<CFG>`` folder of a run: the config's name, as in the official trees, except for a cross-dataset
-    run whose config is also the method's base-to-novel config for that dataset: both protocols write under
-    ``base2new/``, so such a run gets ``<config>_cross_datasets`` instead of sharing the base-to-novel folder."""
-    if protocol != "cross_datasets":
+    run whose config is also the method's base-to-novel config for that dataset (at the same backbone): both
+    protocols write under ``base2new/``, so such a run gets ``<config>_cross_datasets`` instead of sharing the
+    base-to-novel folder."""
+    if protocol != "cross_datasets" or "base2new" not in load_protocols(trainer):
         return config
-    base2new = load_protocols(trainer).get("base2new")
-    return f"{config}_cross_datasets" if base2new and _config(base2new, dataset) == config else config
+    try:
+        shared = setting(trainer, "base2new", dataset, backbone=backbone).config == config
+    except ProtocolError:  # no base-to-novel file at this backbone: no folder to share
+        shared = False
+    return f"{config}_cross_datasets" if shared else config
