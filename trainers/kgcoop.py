@@ -13,15 +13,17 @@ As the official code (github htyao89/KgCoOp), on purpose:
 - the random numbers its build draws are drawn in the same order (``replay_official_build``): a second
   full CLIP construction and three modules it never uses, so the data order and augmentation that
   follow are the official run's;
-- official checkpoints also hold those unused ``bias_vectors`` and ``meta_net`` tensors, skipped on load.
+- official checkpoints also hold those unused ``bias_vectors`` and ``meta_net`` tensors, skipped on load;
+- the teacher features are those of the released fp16 CLIP whatever PREC is (the official teacher is a
+  second CLIP that is never cast to fp32): computed once from an fp16 copy of the frozen CLIP.
 
-Not the official code: the teacher comes from the same frozen CLIP (the official code builds a second
-copy, in fp16 on GPU whatever PREC is); its amp branch is broken (the model returns a tuple), ours runs amp
-as the other methods do (not exercised here: CPU only).
+Not the official code: its amp branch is broken (the model returns a tuple), ours runs amp as the other
+methods do (not exercised here: CPU only).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,7 +33,7 @@ from torch import Tensor, nn
 from yacs.config import CfgNode
 
 from clip import clip
-from clip.model import CLIP
+from clip.model import CLIP, convert_weights
 from dassl.engine import TRAINER_REGISTRY
 
 from .base import CLIPTrainer, ConfigError
@@ -71,8 +73,17 @@ class KgCoOpModel(nn.Module):
 
     @torch.no_grad()
     def encode_teacher(self) -> None:
-        """The frozen CLIP's normalised features of the templates; once the model is on its device."""
-        features = self.clip.encode_text(self.teacher_tokens)
+        """The templates' normalised features from the released fp16 CLIP; once the model is on its device.
+
+        The official teacher is a second CLIP that is never cast to fp32 (``.cuda()`` only), whatever PREC
+        is: its features, and their normalisation, are computed in fp16 (``convert_weights`` restores the
+        release's layout exactly on a copy, the fp32 weights being fp16 values cast up). Computed once, so
+        always over the official 77 positions: the prompt cut would move fp16 values by fp16 rounding.
+        """
+        teacher = copy.deepcopy(self.clip)
+        convert_weights(teacher)
+        teacher.cut_text = False
+        features = teacher.encode_text(self.teacher_tokens)
         self.teacher_features = features / features.norm(dim=-1, keepdim=True)
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
@@ -86,7 +97,8 @@ class KgCoOpModel(nn.Module):
 
 
 def kgcoop_loss(logits: Tensor, text: Tensor, teacher: Tensor, label: Tensor, weight: float) -> Tensor:
-    """CE + W * (1 - mean cos(text, teacher)); the teacher is renormalised as the official code does."""
+    """CE + W * (1 - mean cos(text, teacher)); the teacher is renormalised (in its own dtype, fp16) as the
+    official code does."""
     teacher = teacher / teacher.norm(dim=-1, keepdim=True)
     score = 1.0 - torch.mean(F.cosine_similarity(text, teacher, dim=1, eps=1e-07))
     return F.cross_entropy(logits, label) + weight * score
