@@ -19,6 +19,7 @@ setup(
         "plots": ["matplotlib"],  # few-shot curves of tools.report
         "linear_probe": ["scikit-learn"],  # the linear-probe CLIP baseline
         "slurm": ["submitit"],  # grids of runs on SLURM
+        "parity": ["tensorboard", "tabulate", "wilds", "scikit-learn"],  # upstream Dassl's imports (tools.parity)
         "test": ["pytest", "ruff", "scipy", "matplotlib", "scikit-learn", "submitit"],
     },
 )

@@ -269,6 +269,7 @@ def test_checkpoint_file_selection(tmp_path):
         checkpoint_file(str(tmp_path / "missing" / LEARNER_NAME))
 
 
+# Regenerate: python -m tools.parity MMRL --scenario seeded --write-pins (MMRLpp likewise).
 # Produced by the official implementation (github.com/yunncheng/MMRL @ 27d8821, trainers/mmrl.py
 # and mmrlpp.py, run on CPU in fp32) on exactly the setup of the test below: its build order
 # (two CLIP constructions, then the learner), three AdamW steps of its forward_backward, then its

@@ -1,0 +1,234 @@
+"""``python -m tools.parity``: run official implementations beside ours and compare, scenario by scenario.
+
+    python -m tools.parity KgCoOp                      # every KgCoOp scenario (clones htyao89/KgCoOp)
+    python -m tools.parity VPT --scenario seeded --official-dir ~/src/multimodal-prompt-learning \\
+        --dassl-dir ~/src/Dassl.pytorch               # local checkouts (offline, air-gapped clusters)
+    python -m tools.parity --all --checkouts ~/src     # every method; ~/src/<repo name> for each repository
+    python -m tools.parity CoOp --scenario middle --write-pins   # also print the test's pinned values
+    python -m tools.parity --list                       # the scenarios and their repositories
+
+Exit status 1 when an ``EXACT True`` run differs from the official one (or a run fails), 2 on a usage error.
+The policy, the shims and the summary of the last full run are in docs/parity.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pprint
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+
+from . import compare, repos, runner, worlds
+from .pins import DRIVER_FORMS, RUN_FORMS
+from .scenario import Scenario
+from .scenarios import SCENARIOS, methods, of
+
+DEFAULT_WORK = os.path.join(os.path.expanduser("~"), ".cache", "mmrl_parity")
+
+
+@dataclass
+class Report:
+    """What one scenario gave: the exact verdict (None: equal) and the default path's distance."""
+
+    scenario: Scenario
+    difference: str | None = None
+    failed: str | None = None
+    lines: list[str] = field(default_factory=list)
+    max_logit: float | None = None
+    counts_equal: bool | None = None
+    seconds: float = 0.0
+
+    @property
+    def status(self) -> str:
+        return "FAILED" if self.failed else "DIFFERENT" if self.difference else "EQUAL"
+
+
+class UsageError(Exception):
+    """A command line that cannot run; reported as one ``error:`` line."""
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tools.parity", description=__doc__.split("\n")[0])
+    p.add_argument("method", nargs="?", help="a registered trainer name with scenarios (see --list)")
+    p.add_argument("--all", action="store_true", help="every method's scenarios")
+    p.add_argument("--scenario", action="append", help="only this scenario (repeatable)")
+    p.add_argument("--official-dir", help="a checkout of the method's official repository at its pinned commit")
+    p.add_argument("--dassl-dir", help="a checkout of KaiyangZhou/Dassl.pytorch at its pinned commit")
+    p.add_argument("--openai-clip-dir", help="a checkout of openai/CLIP (the masked-MHA adapter's release uses it)")
+    p.add_argument("--checkouts", help="a folder with one checkout per repository, named as on GitHub")
+    p.add_argument("--work", default=os.environ.get("MMRL_PARITY_DIR", DEFAULT_WORK),
+                   help=f"clones, worlds and run folders (default {DEFAULT_WORK} or $MMRL_PARITY_DIR)")  # fmt: skip
+    p.add_argument("--threads", type=int, default=1, help="CPU threads of every side (default 1)")
+    p.add_argument("--no-default", action="store_true", help="skip the default path (EXACT True only)")
+    p.add_argument("--write-pins", action="store_true", help="print the tests' pinned values from the official runs")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per run before it is killed")
+    p.add_argument("--summary", help="also write the summary table (markdown) to this file")
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    return p.parse_args(argv)
+
+
+def selected(a: argparse.Namespace) -> list[Scenario]:
+    if a.all == bool(a.method):
+        raise UsageError("name one METHOD or --all (methods with scenarios: " + ", ".join(methods()) + ")")
+    if a.all:
+        chosen = list(SCENARIOS)
+    elif a.method not in methods():
+        raise UsageError(f"no scenarios for {a.method!r}; methods with scenarios: {', '.join(methods())}")
+    else:
+        chosen = of(a.method)
+    if a.scenario:
+        known = {s.name for s in chosen}
+        unknown = [n for n in a.scenario if n not in known]
+        if unknown:
+            names = ", ".join(sorted(known))
+            raise UsageError(f"unknown scenario {', '.join(unknown)} (of {a.method or 'all'}: {names})")
+        chosen = [s for s in chosen if s.name in a.scenario]
+    return chosen
+
+
+def repo_dir(key: str, a: argparse.Namespace, given: str | None) -> str:
+    """The verified checkout of repository ``key``: given, under --checkouts, or cloned into --work."""
+    repo = repos.REPOS[key]
+    if given is None and a.checkouts:
+        given = os.path.join(a.checkouts, repo.url.rsplit("/", 1)[-1])
+    return repos.checkout(repo, given, os.path.join(a.work, "repos"))
+
+
+def paths_for(scenario: Scenario, a: argparse.Namespace) -> runner.Paths:
+    """Where the official side runs from, and what it imports besides its own folder."""
+    repo = repos.REPOS[scenario.repo]
+    if a.official_dir and len({s.repo for s in selected(a)}) > 1:
+        raise UsageError("--official-dir fits one repository; with several use --checkouts DIR")
+    code = os.path.join(repo_dir(scenario.repo, a, a.official_dir), repo.code)
+    if scenario.repo == "clip-mma":  # the release imports OpenAI's clip package, not Dassl
+        return runner.Paths(code, extra=(repo_dir("openai-clip", a, a.openai_clip_dir),))
+    return runner.Paths(code, repo_dir("dassl", a, a.dassl_dir))
+
+
+def run_scenario(s: Scenario, paths: runner.Paths, work: str, threads: int, default: bool = True,
+                 write_pins: bool = False, timeout: float | None = None) -> Report:  # fmt: skip
+    """Both sides of one scenario, compared; the report's lines are what the CLI prints."""
+    start = time.time()
+    report = Report(s)
+    world_dir = worlds.build(s.world, os.path.join(work, "worlds"))
+    base = os.path.join(work, "runs", s.method, s.name)
+    shutil.rmtree(base, ignore_errors=True)
+    sides = ["official", "exact"] + (["default"] if default else [])
+    if s.driver:
+        values = {}
+        for side in sides:
+            outcome, values[side] = runner.run_driver(s, side, world_dir, base, paths, threads, timeout)
+            if values[side] is None:
+                report.failed = f"{side} side failed (exit {outcome.returncode}):\n" + tail(outcome.log)
+                break
+        if report.failed is None:
+            report.difference = compare.compare_values(values["official"], values["exact"])
+            report.lines.append(f"  values     {'EQUAL' if report.difference is None else 'DIFFERENT'}"
+                                f" ({', '.join(sorted(values['official']))})")  # fmt: skip
+            if default:
+                report.max_logit = max_difference(values["official"], values["default"])
+        if write_pins and values.get("official") is not None:
+            for pin in s.pins:
+                report.lines.append(pin_text(s, pin, DRIVER_FORMS[pin.form](values["official"])))
+    else:
+        outcomes = {side: runner.run_side(s, side, world_dir, base, paths, threads, timeout) for side in sides}
+        for run in s.runs:
+            got = {side: outcomes[side].get(run.name) for side in sides}
+            broken = [side for side, o in got.items() if o is None or o.returncode]
+            if broken:
+                o = got[broken[0]]
+                why = "not started" if o is None else f"exit {o.returncode}:\n" + tail(o.log)
+                report.failed = f"run {run.name}: {broken[0]} side {why}"
+                break
+            off, ex = got["official"], got["exact"]
+            v = compare.compare_run(off.log, off.record, ex.log, ex.record)
+            verdict = "EQUAL" if v.difference is None else "DIFFERENT"
+            line = f"  {run.name:<13} {verdict}  {v.steps} steps, {v.classes} classes"
+            if default:
+                d = got["default"]
+                worst, counts, steps = compare.distance(off.log, off.record, d.log, d.record)
+                report.max_logit = max(report.max_logit or 0.0, worst)
+                report.counts_equal = (report.counts_equal is not False) and counts
+                line += f"; default: max |Δ logit| {worst:.2g}, counts {'equal' if counts else 'DIFFER'}"
+                line += f", {steps} printed steps differ" if steps else ""
+            report.lines.append(line)
+            if v.difference and report.difference is None:
+                report.difference = f"run {run.name}: {v.difference}"
+        if write_pins:
+            for pin in s.pins:
+                o = outcomes["official"].get(pin.run)
+                if o is not None and not o.returncode:
+                    report.lines.append(pin_text(s, pin, RUN_FORMS[pin.form](o.log, o.record)))
+    report.seconds = time.time() - start
+    return report
+
+
+def max_difference(a: dict, b: dict) -> float:
+    """The largest |difference| between two drivers' outputs (their logits rows)."""
+    keys = [k for k in ("all", "fusion0", "logits5") if k in a and k in b]
+    worst = 0.0
+    for k in keys:
+        x, y = a[k], b[k]
+        rows = zip(x, y) if x and isinstance(x[0], list) else [(x, y)]
+        worst = max([worst, *(abs(p - q) for r, t in rows for p, q in zip(r, t))])
+    return worst
+
+
+def pin_text(s: Scenario, pin: object, value: object) -> str:
+    head = f"# {pin.test} {pin.target}  (regenerate: {s.command()} --write-pins)"  # type: ignore[attr-defined]
+    return head + "\n" + pprint.pformat(value, width=110, sort_dicts=False)
+
+
+def tail(log: str, n: int = 15) -> str:
+    return "\n".join("      " + line for line in log.rstrip().splitlines()[-n:])
+
+
+def header(s: Scenario) -> str:
+    repo = repos.REPOS[s.repo]
+    return f"{s.label}  [{repo.short}]  {s.world.describe()}" + (f"\n  {s.note}" if s.note else "")
+
+
+def summary_table(reports: list[Report]) -> str:
+    rows = ["| method | scenario | official | EXACT True | default: max abs logit diff, per-class counts |",
+            "|---|---|---|---|---|"]  # fmt: skip
+    for r in reports:
+        d = "not run" if r.max_logit is None else f"{r.max_logit:.2g}"
+        if r.counts_equal is not None:
+            d += ", equal" if r.counts_equal else ", differ"
+        repo = repos.REPOS[r.scenario.repo].short
+        rows.append(f"| {r.scenario.method} | {r.scenario.name} | {repo} | {r.status} | {d} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse(argv)
+    if a.list:
+        for s in SCENARIOS:
+            kind = "driver" if s.driver else f"{len(s.runs)} runs"
+            print(f"{s.method:<18} {s.name:<26} {repos.REPOS[s.repo].short:<52} {kind}")
+        return 0
+    try:
+        chosen = selected(a)
+        reports = []
+        for s in chosen:
+            print(header(s), flush=True)
+            r = run_scenario(s, paths_for(s, a), a.work, a.threads, not a.no_default, a.write_pins, a.timeout)
+            for line in r.lines:
+                print(line)
+            if r.failed or r.difference:
+                print("  " + (r.failed or r.difference or ""))
+            print(f"  => {r.status} ({r.seconds:.0f} s)\n", flush=True)
+            reports.append(r)
+    except (UsageError, repos.CheckoutError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    table = summary_table(reports)
+    print(table)
+    if a.summary:
+        with open(a.summary + ".tmp", "w") as f:
+            f.write(table + "\n")
+        os.replace(a.summary + ".tmp", a.summary)
+    return 1 if any(r.status != "EQUAL" for r in reports) else 0
