@@ -19,9 +19,24 @@ import re
 import sys
 from collections import OrderedDict
 
-from dassl.utils.tools import atomic_write, listdir_nohidden
+from dassl.user_files import FileError, read_bytes
+from dassl.utils.tools import UserError, atomic_write, listdir_nohidden
 
 END_SIGNAL = "=> result"
+LOG_FIX = "the log was cut or edited: rerun the run's command (it continues where it stopped), or delete the log"
+
+
+def log_lines(fpath: str) -> list[str]:
+    """The lines of a log; undecodable bytes (a crash can leave NULs at the end) become U+FFFD."""
+    return read_bytes(fpath, LOG_FIX).decode("utf-8", errors="replace").splitlines()
+
+
+def log_number(text: str, fpath: str, line: int) -> float:
+    """A number printed in a log; anything else names the log and the line."""
+    try:
+        return float(text)
+    except ValueError:
+        raise FileError(fpath, f"line {line} has {text!r} where a number belongs", LOG_FIX, line=line) from None
 
 
 def mean_std(values: list[float], ci95: bool = False) -> tuple[float, float]:
@@ -37,14 +52,13 @@ def parse_log(fpath: str, keyword: str) -> float | None:
     """The last ``* keyword: x%`` value after a ``=> result`` line, or None if the log has none."""
     pattern = re.compile(rf"\* {re.escape(keyword)}: ([\.\deE+-]+)%")
     started, value = False, None
-    with open(fpath, errors="replace") as f:
-        for line in f:
-            line = line.strip()
-            if line == END_SIGNAL:
-                started = True
-            match = pattern.search(line)
-            if match and started:
-                value = float(match.group(1))
+    for number, line in enumerate(log_lines(fpath), start=1):
+        line = line.strip()
+        if line == END_SIGNAL:
+            started = True
+        match = pattern.search(line)
+        if match and started:
+            value = log_number(match.group(1), fpath, number)
     return value
 
 
@@ -56,35 +70,32 @@ PER_CLASS_LINE = re.compile(
 def parse_per_class(fpath: str) -> list[dict]:
     """The ``* class:`` lines of the last ``=> result`` block: label, classname, total, correct, acc."""
     rows: list[dict] = []
-    with open(fpath, errors="replace") as f:
-        for line in f:
-            line = line.rstrip("\n")
-            if line.strip() == END_SIGNAL:
-                rows = []
-                continue
-            match = PER_CLASS_LINE.match(line.strip(" "))
-            if match:
-                label, name, total, correct, acc = match.groups()
-                rows.append(
-                    {
-                        "label": int(label),
-                        "classname": name,
-                        "total": int(total.replace(",", "")),
-                        "correct": int(correct.replace(",", "")),
-                        "acc": float(acc),
-                    }
-                )
+    for number, line in enumerate(log_lines(fpath), start=1):
+        if line.strip() == END_SIGNAL:
+            rows = []
+            continue
+        match = PER_CLASS_LINE.match(line.strip(" "))
+        if match:
+            label, name, total, correct, acc = match.groups()
+            rows.append(
+                {
+                    "label": int(label),
+                    "classname": name,
+                    "total": int(total.replace(",", "")),
+                    "correct": int(correct.replace(",", "")),
+                    "acc": log_number(acc, fpath, number),
+                }
+            )
     return rows
 
 
 def last_evaluated_split(fpath: str) -> str | None:
     """The split of the log's last ``Evaluate on the *<split>* set`` line (``test`` / ``val``), or None."""
     pattern, split = re.compile(r"Evaluate on the \*(\w+)\* set"), None
-    with open(fpath, errors="replace") as f:
-        for line in f:
-            match = pattern.search(line)
-            if match:
-                split = match.group(1)
+    for line in log_lines(fpath):
+        match = pattern.search(line)
+        if match:
+            split = match.group(1)
     return split
 
 
@@ -99,21 +110,20 @@ def parse_logged_config(fpath: str, keys: list[str]) -> dict[str, str]:
     """
     wanted, found = set(keys), {}
     stack: list[tuple[int, str]] = []
-    with open(fpath, errors="replace") as f:
-        for line in f:
-            match = CONFIG_LINE.match(line.rstrip("\n"))
-            if not match:
-                continue
-            indent, key, value = len(match.group(1)), match.group(2), match.group(3)
-            while stack and stack[-1][0] >= indent:
-                stack.pop()
-            dotted = ".".join([k for _, k in stack] + [key])
-            if value is None:
-                stack.append((indent, key))
-            elif dotted in wanted and dotted not in found:
-                found[dotted] = value.strip()
-                if len(found) == len(wanted):
-                    break
+    for line in log_lines(fpath):
+        match = CONFIG_LINE.match(line)
+        if not match:
+            continue
+        indent, key, value = len(match.group(1)), match.group(2), match.group(3)
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        dotted = ".".join([k for _, k in stack] + [key])
+        if value is None:
+            stack.append((indent, key))
+        elif dotted in wanted and dotted not in found:
+            found[dotted] = value.strip()
+            if len(found) == len(wanted):
+                break
     return found
 
 
@@ -170,4 +180,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except UserError as e:
+        sys.exit(f"error: {e}")

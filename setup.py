@@ -10,7 +10,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["clip*", "dassl*", "trainers*", "datasets*", "tools*"]),
-    package_data={"clip": ["bpe_simple_vocab_16e6.txt.gz"]},
+    package_data={"clip": ["bpe_simple_vocab_16e6.txt.gz"], "tools": ["paper_numbers.csv"]},
     include_package_data=True,
     install_requires=requirements,
     extras_require={

@@ -25,9 +25,13 @@ import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
 from dassl.config import get_cfg_default
 from dassl.config.checks import check_cfg_values
+from dassl.config.config_file import merge_config_file
 from dassl.data.datasets import DATASET_REGISTRY
-from dassl.engine import TRAINER_REGISTRY, build_trainer
-from dassl.utils import UserError, collect_env_info, set_random_seed, setup_logger
+from dassl.engine import TRAINER_REGISTRY, TrainerBase, build_trainer
+from dassl.engine.preflight import check_input_files
+from dassl.engine.run_record import write_run_record
+from dassl.utils import UserError, collect_env_info, remove_stale_temps, set_random_seed, setup_logger
+from tools.run_lock import LOCKED_EXIT, FolderLocked, RunLock
 from trainers.config import extend_cfg, get_dataset_specified_config
 
 
@@ -70,12 +74,7 @@ def reset_cfg(cfg: CfgNode, args: argparse.Namespace) -> None:
 
 
 def _merge_file(cfg: CfgNode, path: str, flag: str) -> None:
-    if not osp.isfile(path):
-        raise UsageError(f"{flag} {path}: no such file (the files are under configs/)")
-    try:
-        cfg.merge_from_file(path)
-    except (KeyError, ValueError) as e:
-        raise UsageError(f"{flag} {path}: {e}") from e
+    merge_config_file(cfg, path, flag)
 
 
 def _task_from_opts(opts: list[str], default: str) -> str:
@@ -113,7 +112,7 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
 
 
 def check_names(cfg: CfgNode) -> None:
-    """Fail on an unknown trainer or dataset before any data or weights are touched."""
+    """Fail on an unknown trainer or dataset, or a dataset's bad settings, before any data or weights are touched."""
     if cfg.TRAINER.NAME not in TRAINER_REGISTRY:
         known = ", ".join(sorted(TRAINER_REGISTRY.registered_names()))
         raise UsageError(f"unknown trainer '{cfg.TRAINER.NAME}' (--trainer); available: {known}")
@@ -122,6 +121,9 @@ def check_names(cfg: CfgNode) -> None:
         raise UsageError(
             f"unknown dataset '{cfg.DATASET.NAME}' (DATASET.NAME, set by --dataset-config-file); available: {known}"
         )
+    check_dataset = getattr(DATASET_REGISTRY.get(cfg.DATASET.NAME), "check_cfg", None)
+    if check_dataset is not None:  # e.g. the held-out domain of a DG dataset (--target-domains, DATASET.ID)
+        check_dataset(cfg)
 
 
 def check_writable(directory: str) -> None:
@@ -173,15 +175,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(args: argparse.Namespace) -> None:
+def lock_output_dir(directory: str) -> RunLock:
+    """Hold the output folder for this process's lifetime: a second run on it stops (tools/run_lock.py)."""
+    try:
+        lock = RunLock(directory).acquire()
+    except OSError as e:
+        raise UsageError(
+            f"cannot write to --output-dir {directory}: {e.strerror or e}; choose a folder you can write to"
+        ) from e
+    removed = remove_stale_temps(directory)
+    if removed:
+        print(f"Removed {len(removed)} unfinished temp file(s) of a killed run in {directory}")
+    return lock
+
+
+def main(args: argparse.Namespace) -> TrainerBase:
+    """One run: checks, the output folder's lock (held until the process ends), then train or evaluate.
+
+    Returns the trainer, so in-process callers (tests, notebooks) can look at what was run.
+    """
     cfg = setup_cfg(args)
     trainable = getattr(TRAINER_REGISTRY.get(cfg.TRAINER.NAME), "TRAINABLE", True)
-    if args.eval_only and not args.model_dir and trainable:
+    if args.eval_only and not args.model_dir and trainable and not cfg.MODEL.INIT_WEIGHTS:
         raise UsageError("--eval-only needs --model-dir (the output folder of a training run)")
     if not args.eval_only and not trainable and not args.no_train:
         raise UsageError(f"{cfg.TRAINER.NAME} has nothing to train: run it with --eval-only")
     if args.model_dir and not osp.isdir(args.model_dir):
         raise UsageError(f"--model-dir {args.model_dir}: no such directory")
+    check_input_files(cfg)
+    lock_output_dir(cfg.OUTPUT_DIR)  # before anything is written into it
     check_writable(cfg.OUTPUT_DIR)
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
@@ -194,20 +216,33 @@ def main(args: argparse.Namespace) -> None:
     print(f"** System info **\n{collect_env_info()}\n")
 
     trainer = build_trainer(cfg)
+    write_run_record(cfg.OUTPUT_DIR, cfg, trainer.dm.dataset.classnames)
     if args.eval_only:
-        trainer.load_model(args.model_dir, epoch=args.load_epoch)
+        if not args.model_dir and cfg.MODEL.INIT_WEIGHTS and trainable:
+            trainer.load_init_weights()
+        else:
+            trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test()
-        return
+        return trainer
     if not args.no_train:
         trainer.train()
+    return trainer
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The command line: a mistake the user can fix ends in one ``error:`` line; a held folder in exit code 75."""
     try:
         main(build_parser().parse_args())
+    except FolderLocked as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(LOCKED_EXIT)
     except UserError as e:
         sys.exit(f"error: {error_line(e)}")
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM):
             raise
         sys.exit(f"error: {error_line(e)}")
+
+
+if __name__ == "__main__":
+    cli()

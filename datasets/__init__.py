@@ -1,6 +1,8 @@
-"""The 15 CoOp/MMRL datasets and ImageFolder (your own data); importing this package registers them all."""
+"""The 15 CoOp/MMRL datasets, MetaPrompt's 4 domain-generalisation datasets and ImageFolder (your own data);
+importing this package registers them all."""
 from . import (  # noqa: F401
     caltech101,
+    domainnet,
     dtd,
     eurosat,
     fgvc_aircraft,
@@ -11,9 +13,12 @@ from . import (  # noqa: F401
     imagenet_r,
     imagenet_sketch,
     imagenetv2,
+    office_home,
     oxford_flowers,
     oxford_pets,
+    pacs,
     stanford_cars,
     sun397,
     ucf101,
+    vlcs,
 )

@@ -35,6 +35,7 @@ from .utils import (
 )
 
 SPLIT_DIRS = ("train", "val", "test")
+REWRITE_SPLIT = "delete it: the next run writes a new one from the class folders"
 
 
 @DATASET_REGISTRY.register()
@@ -65,7 +66,7 @@ class ImageFolder(SplitDataset):
             splits = load_or_create(
                 self.split_path,
                 self.build_split,
-                lambda p: read_split(p, self.image_dir),
+                lambda p: read_split(p, self.image_dir, REWRITE_SPLIT),
                 lambda s, p: write_split(*s, p, self.image_dir),
             )
         self.split_rebuilt = False
@@ -76,7 +77,7 @@ class ImageFolder(SplitDataset):
         if not self.classnames_file:
             return folders
         path = self.need(os.path.join(self.dataset_dir, self.classnames_file), "class-name file")
-        names = read_classnames(path)
+        names = read_classnames(path, "fix it: one '<folder> <class name>' line per class folder")
         missing = [f for f in folders if f not in names]
         if missing:
             raise DatasetError(f"ImageFolder: folders {missing[:5]} have no line in {path}. See {DOC}.")

@@ -2,8 +2,9 @@
 import os
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
-from dassl.utils.tools import read_pickle, write_pickle
+from dassl.utils.tools import write_pickle
 
+from .data_files import read_cache
 from .utils import SplitDataset, Splits, load_or_create, read_classnames, read_wnid_folders
 
 
@@ -14,7 +15,8 @@ class ImageNet(SplitDataset):
 
     def load_splits(self) -> Splits:
         """Scanning 1.3M files is slow, so the scan is cached in preprocessed.pkl, as upstream."""
-        data = load_or_create(os.path.join(self.dataset_dir, "preprocessed.pkl"), self.scan, read_pickle, write_pickle)
+        path = os.path.join(self.dataset_dir, "preprocessed.pkl")
+        data = load_or_create(path, self.scan, lambda p: read_cache(p, ("train", "test")), write_pickle)
         return data["train"], None, data["test"]
 
     def scan(self) -> dict[str, list[Datum]]:

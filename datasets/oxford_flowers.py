@@ -10,8 +10,8 @@ import random
 import numpy as np
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
-from dassl.utils.tools import read_json
 
+from .data_files import DOC, read_name_map
 from .utils import DatasetError, SplitDataset, Splits, load_mat
 
 
@@ -24,7 +24,8 @@ class OxfordFlowers(SplitDataset):
 
     def build_split(self) -> Splits:
         label_file = self.need(os.path.join(self.dataset_dir, "imagelabels.mat"), "label file")
-        names = read_json(self.need(os.path.join(self.dataset_dir, "cat_to_name.json"), "class-name file"))
+        names = read_name_map(self.need(os.path.join(self.dataset_dir, "cat_to_name.json"), "class-name file"),
+                              f"download cat_to_name.json again (python -m datasets.prepare, see {DOC})")  # fmt: skip
         by_label: dict[int, list[str]] = {}
         for index, label in enumerate(np.atleast_1d(load_mat(label_file, self.name)["labels"]), start=1):
             by_label.setdefault(int(label), []).append(os.path.join(self.image_dir, f"image_{index:05d}.jpg"))

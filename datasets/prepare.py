@@ -1,10 +1,12 @@
-"""Download, verify, extract and lay out the 15 datasets; ``--check`` reports what a data tree lacks.
+"""Download, verify, extract and lay out the datasets; ``--check`` reports what a data tree lacks.
 
-    python -m datasets.prepare --root DATA [NAME ...]            # all 15 when no NAME
+    python -m datasets.prepare --root DATA [NAME ...]            # CoOp's 15 when no NAME
+    python -m datasets.prepare --root DATA dg                    # MetaPrompt's 4 DG datasets (DomainNet: 18 GB)
     python -m datasets.prepare --root DATA --check [NAME ...]    # exit status 1 when anything is wrong
     python -m datasets.prepare --root DATA --mirror URL dtd      # every file as URL/<published name>
 
-NAME is a folder (``oxford_pets``), a DATASET.NAME (``OxfordPets``) or a config name (``caltech101``).
+NAME is a folder (``oxford_pets``), a DATASET.NAME (``OxfordPets``), a config name (``caltech101``) or
+a group (``coop``: the 15, ``dg``: PACS, OfficeHome, VLCS, DomainNet).
 Sources, checksums and layouts are declared in ``datasets/sources.py``; this module is the machinery.
 Every step is idempotent: files already in place (their extracted folders present, or a verified
 download) are skipped, so an interrupted run is simply run again (a ``.part`` download resumes).
@@ -23,8 +25,9 @@ from dataclasses import dataclass, field
 
 from dassl.utils.tools import read_json
 
+from .dg import DGDataset
 from .download import DownloadError, extract, extract_member, gdrive_download, http_download, removing, verify
-from .sources import DATASET_SPECS, DatasetSpec, FileSpec, Source, find_spec
+from .sources import DATASET_SPECS, GROUPS, DatasetSpec, FileSpec, Source, find_spec
 from .utils import REBUILT_SUFFIX, DatasetError, read_lines
 
 __all__ = ["Result", "prepare", "check", "main", "resolve"]
@@ -52,16 +55,19 @@ class Options:
 
 
 def resolve(names: Sequence[str]) -> list[DatasetSpec]:
-    """Specs for the given names (all when empty); an unknown name is a user error, raised before any work."""
+    """Specs for the given names (CoOp's 15 when empty); an unknown name is a user error, raised before any work."""
     if not names:
-        return list(DATASET_SPECS)
+        names = ["coop"]
     specs, unknown = [], []
     for name in names:
+        if name.lower() in GROUPS:
+            specs += [s for s in DATASET_SPECS if s.group == name.lower()]
+            continue
         spec = find_spec(name)
         (specs.append(spec) if spec else unknown.append(name))
     if unknown:
-        known = ", ".join(s.folder for s in DATASET_SPECS)
-        raise DatasetError(f"unknown dataset {', '.join(unknown)}: use a folder or DATASET.NAME ({known})")
+        known = ", ".join([s.folder for s in DATASET_SPECS] + list(GROUPS))
+        raise DatasetError(f"unknown dataset {', '.join(unknown)}: use a folder, DATASET.NAME or group ({known})")
     return list(dict.fromkeys(specs))
 
 
@@ -202,6 +208,10 @@ def place(f: FileSpec, dataset_dir: str, opts: Options, res: Result) -> bool:
             return False
         if src is not None and not opts.keep_archives:
             os.remove(path)  # ours to delete; a file the user put there is kept
+    elif f.dest:
+        target = os.path.join(dataset_dir, f.dest)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(path, target)
     return True
 
 
@@ -501,6 +511,37 @@ def _check_folders(spec: DatasetSpec, ddir: str, info: list[str], problems: list
         info.append(f"{len(names)} class names: {', '.join(list(names.values())[:5])}, ...")
 
 
+def _check_domains(spec: DatasetSpec, ddir: str, info: list[str], problems: list[str]) -> None:
+    """DG datasets: every part of every domain as the loader reads it (split lists or class folders)."""
+    from dassl.data.datasets import DATASET_REGISTRY
+
+    cls = DATASET_REGISTRY.get(spec.name)
+    assert issubclass(cls, DGDataset)
+    parts = dict.fromkeys(p for part in (cls.train_part, cls.val_part, cls.test_part)
+                          for p in (cls.all_parts if part == "all" else (part,)))  # fmt: skip
+    classes: dict[int, str] = {}
+    for domain in cls.domains:
+        counts = []
+        for part in parts:
+            try:
+                records = cls.read_part(ddir, domain, part)
+            except DatasetError as e:
+                problems.append(str(e).split(". See ")[0])
+                continue
+            gone = [path for path, _, _ in records if not os.path.exists(path)]
+            for _, label, cname in records:
+                classes.setdefault(label, cname)
+            counts.append(f"{part} {len(records) - len(gone)}" + (f" of {len(records)}" if gone else ""))
+            if gone:
+                problems.append(
+                    f"{domain} {part}: {len(gone)} of {len(records)} listed images missing (e.g. {gone[0]}): "
+                    f"re-extract (`python -m datasets.prepare --root DATA {spec.folder}`)"
+                )
+        info.append(f"{domain}: {', '.join(counts) or 'nothing readable'} images")
+    shown = ", ".join(classes[k] for k in sorted(classes)[:5])
+    info.append(f"{len(classes)} classes: {shown}{', ...' if len(classes) > 5 else ''}")
+
+
 def check_one(spec: DatasetSpec, root: str) -> tuple[list[str], list[str]]:
     """(info lines, problem lines) for one dataset; each problem line names its fix."""
     ddir = os.path.join(root, spec.folder)
@@ -512,7 +553,10 @@ def check_one(spec: DatasetSpec, root: str) -> tuple[list[str], list[str]]:
     missing = [p for p in spec.needs if not os.path.exists(os.path.join(ddir, p))]
     for p in missing:
         problems.append(f"{p} missing in {ddir}: {fix}")
-    if spec.split_file:
+    if spec.group == "dg":
+        if not missing:
+            _check_domains(spec, ddir, info, problems)
+    elif spec.split_file:
         if not missing:
             _check_split(spec, ddir, info, problems)
         elif not os.path.exists(os.path.join(ddir, spec.split_file)):
@@ -543,7 +587,9 @@ def check(names: Sequence[str], root: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m datasets.prepare", description=__doc__.split("\n")[0])
-    parser.add_argument("names", nargs="*", metavar="NAME", help="datasets (folder or DATASET.NAME); default: all 15")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help="datasets (folder, DATASET.NAME, or group coop / dg); default: coop"
+    )
     parser.add_argument("--root", required=True, help="the dataset root (DATASET.ROOT / --root of train.py)")
     parser.add_argument("--check", action="store_true", help="only report what is present and what is wrong")
     parser.add_argument("--mirror", default="", help="fetch every file as URL/<published file name>")

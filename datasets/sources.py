@@ -1,4 +1,4 @@
-"""Where every file of the 15 datasets comes from: one declarative table, read by ``datasets.prepare``.
+"""Where every file of the 15 datasets and the 4 DG ones comes from: one table, read by ``datasets.prepare``.
 
 Each file has a published name (also its name on a ``--mirror``), the sources tried in order (the
 original host first, then its known current homes), the checksum where one is known, and what to do
@@ -9,6 +9,13 @@ Checksums: the md5 values are the ones torchvision's dataset code (0.29) pins fo
 for ``101_ObjectCategories.tar.gz``, the value of torchvision's older Caltech101 code. Files marked
 ``checksum=UNKNOWN`` have no published checksum that we know of (the Google Drive split files, the
 ImageNet variants, UCF101's frames): they are accepted when they download completely and extract.
+The DG datasets (group "dg", fetched only when named): PACS, Office-Home and VLCS are the Google Drive
+zips of Dassl's DATASETS.md (the ids in Dassl's and MetaPrompt's loaders; no published checksum), each
+holding one top folder (``pacs/``, ``office_home_dg/``, ``VLCS/``: Dassl's loaders find the extracted
+folder under those names), placed where MetaPrompt's loaders read it (``pacs/``, ``office_home/``,
+``vlcs/``). DomainNet is the cleaned release on its official host (ai.bu.edu/M3SDA links to
+csr.bu.edu); its md5 values are those pinned identically by awslabs/Renate's and the ddg toolbox's
+DomainNet loaders (the authors publish none).
 Hosts marked "unverified" in a note were derived by analogy (the thor host of Oxford's VGG pages for
 flowers/DTD/FGVC) and are tried after the original; a 404 there only costs one request.
 """
@@ -16,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["UNKNOWN", "DatasetSpec", "FileSpec", "Source", "DATASET_SPECS", "find_spec"]
+__all__ = ["UNKNOWN", "DatasetSpec", "FileSpec", "Source", "DATASET_SPECS", "DG_SPECS", "GROUPS", "find_spec"]
 
 UNKNOWN = ""  # no known checksum: the file is accepted when complete (and extractable)
 VGG = "https://www.robots.ox.ac.uk/~vgg/data"
@@ -51,7 +58,8 @@ class FileSpec:
     place (extracted), so it is not fetched again. ``extract``: unpack the archive, move its ``take``
     sub-folder's contents into ``dest``. ``manual``: the file needs a login; the exact step to do by
     hand (``{dest}``: the file's path) is printed when no source (or none at all) delivers it.
-    ``for_rebuild``: only needed to rebuild a missing split file (fetched only then).
+    ``for_rebuild``: only needed to rebuild a missing split file (fetched only then). ``dest`` of a file
+    that is not extracted: its path in the dataset folder (default: its name at the top).
     """
 
     name: str
@@ -77,7 +85,8 @@ class DatasetSpec:
 
     ``split_file`` is the split_zhou json ("" when the dataset has none); ``image_folder`` the folder the
     split paths are relative to; ``convert`` names steps of ``datasets.prepare`` run after the files
-    are in place; ``needs`` paths that must exist for the dataset to be usable.
+    are in place; ``needs`` paths that must exist for the dataset to be usable. ``group``: "coop" (the 15 datasets
+    prepared when no name is given) or "dg" (prepared when named, or all four with the name ``dg``).
     """
 
     name: str
@@ -88,6 +97,7 @@ class DatasetSpec:
     split_file: str = ""
     image_folder: str = "images"
     convert: tuple[str, ...] = ()
+    group: str = "coop"
 
 
 def _split(name: str, gdrive: str) -> FileSpec:
@@ -483,6 +493,96 @@ DATASET_SPECS: tuple[DatasetSpec, ...] = (
         convert=("copy_classnames",),
     ),
 )
+
+
+def _drive_zip(name: str, gdrive: str, top: str, provides: tuple[str, ...]) -> FileSpec:
+    """A DG release zip on Google Drive whose single top folder ``top`` becomes the dataset folder."""
+    return FileSpec(
+        name,
+        (Source(gdrive=gdrive),),
+        provides,
+        extract=True,
+        take=top,
+        manual=f"{name} from https://drive.google.com/file/d/{gdrive} (a browser gets past Drive's download "
+        "quota page); put it at {dest}",
+    )
+
+
+DOMAINNET = "http://csr.bu.edu/ftp/visda/2019/multi-source"
+DOMAINNET_PAGE = "http://ai.bu.edu/M3SDA/ (cleaned version)"
+DOMAINNET_DOMAINS = ("clipart", "infograph", "painting", "quickdraw", "real", "sketch")
+# md5 of the cleaned release's files (see the module docstring for where they come from).
+DOMAINNET_MD5 = {
+    "clipart.zip": "cd0d8f2d77a4e181449b78ed62bccf1e",
+    "infograph.zip": "720380b86f9e6ab4805bb38b6bd135f8",
+    "painting.zip": "1ae32cdb4f98fe7ab5eb0a351768abfd",
+    "quickdraw.zip": "bdc1b6f09f277da1a263389efe0c7a66",
+    "real.zip": "dcc47055e8935767784b7162e7c7cca6",
+    "sketch.zip": "658d8009644040ff7ce30bb2e820850f",
+    "clipart_train.txt": "b4349693a7f9c05c53955725c47ed6cb",
+    "clipart_test.txt": "f5ddbcfd657a3acf9d0f7da10db22565",
+    "infograph_train.txt": "379b50054f4ac2018dca4f89421b92d9",
+    "infograph_test.txt": "779626b50869edffe8ea6941c3755c71",
+    "painting_train.txt": "7db0e7ca73ad9982f6e1f7f3ef372c0a",
+    "painting_test.txt": "232b35dc53f26d414686ae579e38d9b5",
+    "quickdraw_train.txt": "b732ced3939ac8efdd8c0a889dca56cc",
+    "quickdraw_test.txt": "c1a828fdfe216fb109f1c0083a252c6f",
+    "real_train.txt": "8ebf02c2075fadd564705f0dc7cd6291",
+    "real_test.txt": "6098816791c3ebed543c71ffa11b9054",
+    "sketch_train.txt": "1233bd18aa9a8a200bf4cecf1c34ef3e",
+    "sketch_test.txt": "d8a222e4672cfd585298aa14d02ea441",
+}
+
+
+def _domainnet_files() -> tuple[FileSpec, ...]:
+    """Each domain's zip (clipart and painting from groundtruth/) and its train/test lists (into splits/)."""
+    files = []
+    for d in DOMAINNET_DOMAINS:
+        sub = "groundtruth/" if d in ("clipart", "painting") else ""
+        manual = f"{d}.zip from {DOMAINNET_PAGE}; put it at {{dest}}"
+        files.append(FileSpec(f"{d}.zip", (Source(f"{DOMAINNET}/{sub}{d}.zip"),), (d,),
+                              md5=DOMAINNET_MD5[f"{d}.zip"], extract=True, manual=manual))  # fmt: skip
+        for part in ("train", "test"):
+            name = f"{d}_{part}.txt"
+            files.append(FileSpec(name, (Source(f"{DOMAINNET}/domainnet/txt/{name}"),), (f"splits/{name}",),
+                                  md5=DOMAINNET_MD5[name], dest=f"splits/{name}",
+                                  manual=f"{name} from {DOMAINNET_PAGE}; put it at {{dest}}"))  # fmt: skip
+    return tuple(files)
+
+
+OFFICE_HOME_DOMAINS = ("art", "clipart", "product", "real_world")
+VLCS_DOMAINS = ("CALTECH", "LABELME", "PASCAL", "SUN")
+DG_SPECS: tuple[DatasetSpec, ...] = (
+    DatasetSpec(
+        "PACSFS",
+        "pacs",
+        "pacs",
+        (_drive_zip("pacs.zip", "1m4X4fROCCXMO0lRLrr6Zz9Vb3974NWhE", "pacs", ("images", "splits")),),
+        ("images", "splits"),
+        group="dg",
+    ),
+    DatasetSpec(
+        "OfficeHomeFS",
+        "office_home",
+        "office_home",
+        (_drive_zip("office_home_dg.zip", "1gkbf_KaxoBws-GWT3XIPZ7BnkqbAxIFa", "office_home_dg", OFFICE_HOME_DOMAINS),),
+        OFFICE_HOME_DOMAINS,
+        group="dg",
+    ),
+    DatasetSpec(
+        "VLCSFS",
+        "vlcs",
+        "vlcs",
+        (_drive_zip("vlcs.zip", "1r0WL5DDqKfSPp9E3tRENwHaXNs1olLZd", "VLCS", VLCS_DOMAINS),),
+        VLCS_DOMAINS,
+        group="dg",
+    ),
+    DatasetSpec(
+        "DomainNetFS", "domainnet", "domainnet", _domainnet_files(), (*DOMAINNET_DOMAINS, "splits"), group="dg"
+    ),
+)
+DATASET_SPECS = DATASET_SPECS + DG_SPECS
+GROUPS = {"coop": "the 15 datasets of CoOp/MMRL", "dg": "the 4 domain-generalisation datasets of MetaPrompt"}
 
 
 def find_spec(name: str) -> DatasetSpec | None:

@@ -1,4 +1,4 @@
-"""Tiny synthetic stand-ins for the 15 datasets, written in their real on-disk layouts.
+"""Tiny synthetic stand-ins for the 15 datasets and the 4 DG ones, written in their real on-disk layouts.
 
 Tests, the demo and the parity harness need every loader to run without the real downloads::
 
@@ -13,6 +13,10 @@ images/train and ``n_test`` in images/val. Annotation files (trainval lists, var
 classnames.txt, ...) are always written, the split json only with ``with_split`` (without it, loaders
 build the split). The MATLAB label files of StanfordCars (devkit) and OxfordFlowers (imagelabels.mat)
 are written when scipy (the ``data`` extra) is installed.
+The DG datasets (``DG_DATASETS``: PACS, OfficeHome, VLCS, DomainNet) write every domain of the release,
+with ``n_train`` images per class and domain in train (one more for every other class and domain),
+``n_val`` in val (PACS crossval, OfficeHome val, VLCS crossval) and ``n_test`` in the parts only a
+target reads (VLCS test, DomainNet test); ``DATASETS`` lists the 15 others.
 Class names are real ones of each dataset (generic ones once a short list of those runs out). Only Pillow and
 the standard library are used, and the global ``random`` state is left untouched.
 """
@@ -28,9 +32,15 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from .domainnet import DomainNetFS
 from .eurosat import NEW_CNAMES
+from .office_home import OfficeHomeFS
+from .pacs import ERROR_PATHS, PACSFS
+from .vlcs import VLCSFS
 
-__all__ = ["DATASETS", "CONFIG_NAMES", "make_dataset", "make_all", "write_cars_mats", "write_flowers_labels"]
+__all__ = [
+    "DATASETS", "DG_DATASETS", "CONFIG_NAMES", "make_dataset", "make_all", "write_cars_mats", "write_flowers_labels",
+]
 
 # (split, path as the split json stores it, label, classname)
 Record = tuple[str, str, int, str]
@@ -318,6 +328,95 @@ def _imagenetv2(w: _Writer) -> list[Record]:
     return []
 
 
+# --- MetaPrompt's domain-generalisation datasets (datasets/dg.py) -------------------------------------
+# Every domain holds every class (DomainNet's painting train list lacks one, as the release lacks t-shirt);
+# class c of domain d has n_train + (c + d) % 2 train images, so groups differ in size across domains.
+
+DG_POOLS = {
+    "PACSFS": ["dog", "elephant", "giraffe", "guitar", "horse", "house", "person"],
+    "OfficeHomeFS": ["Alarm_Clock", "Backpack", "Batteries", "Bed", "Bike", "Bottle", "Bucket", "Calculator"],
+    "VLCSFS": ["0", "1", "2", "3", "4"],  # the release numbers its class folders (bird, car, chair, dog, person)
+    "DomainNetFS": ["aircraft_carrier", "airplane", "alarm_clock", "ambulance", "angel", "animal_migration", "ant"],
+}
+
+
+def _dg_classes(w: _Writer, name: str) -> list[str]:
+    pool = DG_POOLS[name]
+    if w.n_classes > len(pool):
+        raise ValueError(f"synthetic {name} has at most {len(pool)} classes, asked for {w.n_classes}")
+    return pool[: w.n_classes]
+
+
+def _pacs(w: _Writer) -> list[Record]:
+    """images/<domain>/<class>/<image> and splits/<domain>_{train,crossval,test}_kfold.txt (labels from 1);
+    test_kfold lists the whole domain and is not read. Sketches are .png, and sketch_train_kfold.txt lists
+    the undecodable sketch/dog/n02103406_4068-1.png of the release, which the loaders skip."""
+    classes = _dg_classes(w, "PACSFS")
+    for d, domain in enumerate(PACSFS.domains):
+        ext = ".png" if domain == "sketch" else ".jpg"
+        lines: dict[str, list[str]] = {"train": [], "crossval": []}
+        for c, cls in enumerate(classes):
+            n = {"train": w.n_train + (c + d) % 2, "crossval": w.n_val}
+            for part in ("train", "crossval"):
+                for i in range(n[part]):
+                    rel = f"{domain}/{cls}/{part[0]}{i:03d}_{cls}{ext}"
+                    w.image(f"images/{rel}", c)
+                    lines[part].append(f"{rel} {c + 1}")
+            if domain == "sketch" and cls == "dog":
+                broken = ERROR_PATHS[0]
+                os.makedirs(os.path.dirname(os.path.join(w.dataset_dir, "images", broken)), exist_ok=True)
+                with open(os.path.join(w.dataset_dir, "images", broken), "wb") as f:
+                    f.write(b"not an image")
+                lines["train"].append(f"{broken} {c + 1}")
+        for part, part_lines in lines.items():
+            w.text(f"splits/{domain}_{part}_kfold.txt", part_lines)
+        w.text(f"splits/{domain}_test_kfold.txt", lines["train"] + lines["crossval"])
+    return []
+
+
+def _class_folder_domains(w: _Writer, name: str, domains: list[str], parts: tuple[str, ...]) -> None:
+    """<domain>/<part>/<class>/<image>.jpg for the first two parts (train, val); a third part gets n_test."""
+    classes = _dg_classes(w, name)
+    for d, domain in enumerate(domains):
+        for c, cls in enumerate(classes):
+            counts = (w.n_train + (c + d) % 2, w.n_val, w.n_test)
+            for part, n in zip(parts, counts, strict=False):
+                for i in range(n):
+                    w.image(f"{domain}/{part}/{cls}/{domain}_{part}_{c:02d}_{i:04d}.jpg", c)
+
+
+def _office_home(w: _Writer) -> list[Record]:
+    """<domain>/{train,val}/<Class>/*.jpg, plus one .png per domain that the loaders ignore (only *.jpg)."""
+    _class_folder_domains(w, "OfficeHomeFS", OfficeHomeFS.domains, ("train", "val"))
+    for domain in OfficeHomeFS.domains:
+        w.image(f"{domain}/train/{DG_POOLS['OfficeHomeFS'][0]}/not_read.png", 0)
+    return []
+
+
+def _vlcs(w: _Writer) -> list[Record]:
+    """<DOMAIN>/{train,crossval,test}/<0..4>/*.jpg (the release's full/ folder, never read, is left out)."""
+    _class_folder_domains(w, "VLCSFS", [d.upper() for d in VLCSFS.domains], ("train", "crossval", "test"))
+    return []
+
+
+def _domainnet(w: _Writer) -> list[Record]:
+    """<domain>/<class>/<image>.jpg and splits/<domain>_{train,test}.txt (labels from 0); painting_train.txt
+    lacks the last class, as the release's lacks t-shirt."""
+    classes = _dg_classes(w, "DomainNetFS")
+    for d, domain in enumerate(DomainNetFS.domains):
+        lines: dict[str, list[str]] = {"train": [], "test": []}
+        for c, cls in enumerate(classes):
+            for part, n in (("train", w.n_train + (c + d) % 2), ("test", w.n_test)):
+                for i in range(n):
+                    rel = f"{domain}/{cls}/{domain}_{c:03d}_{part[:2]}{i:04d}.jpg"
+                    w.image(rel, c)
+                    if not (domain == "painting" and part == "train" and c == len(classes) - 1):
+                        lines[part].append(f"{rel} {c}")
+        for part, part_lines in lines.items():
+            w.text(f"splits/{domain}_{part}.txt", part_lines)
+    return []
+
+
 # registry name -> (config file stem, folder under the root, writer, split json name or "")
 LAYOUTS: dict[str, tuple[str, str, Callable[[_Writer], list[Record]], str]] = {
     "ImageNet": ("imagenet", "imagenet", _imagenet, ""),
@@ -337,6 +436,14 @@ LAYOUTS: dict[str, tuple[str, str, Callable[[_Writer], list[Record]], str]] = {
     "ImageNetR": ("imagenet_r", "imagenet-rendition", _imagenet_subset("imagenet-r"), ""),
 }
 DATASETS = tuple(LAYOUTS)
+DG_LAYOUTS: dict[str, tuple[str, str, Callable[[_Writer], list[Record]], str]] = {
+    "PACSFS": ("pacs", "pacs", _pacs, ""),
+    "OfficeHomeFS": ("office_home", "office_home", _office_home, ""),
+    "VLCSFS": ("vlcs", "vlcs", _vlcs, ""),
+    "DomainNetFS": ("domainnet", "domainnet", _domainnet, ""),
+}
+DG_DATASETS = tuple(DG_LAYOUTS)
+LAYOUTS.update(DG_LAYOUTS)
 CONFIG_NAMES = {stem: name for name, (stem, *_rest) in LAYOUTS.items()}
 
 
@@ -353,14 +460,14 @@ def make_dataset(
 ) -> str:
     """Write a synthetic ``name`` dataset under ``root`` and return its folder.
 
-    ``name`` is a DATASET.NAME (``"DescribableTextures"``) or a config file stem (``"dtd"``).
+    ``name`` is a DATASET.NAME (``"DescribableTextures"``, ``"PACSFS"``) or a config file stem (``"dtd"``).
     Splitting needs a few images per class (50/20/30 per class with rounding, 20 % val of
     trainval), so keep ``n_train + n_val + n_test >= 5`` when ``with_split`` is False. ``seed``
     only changes the noise. An existing folder is written over, not cleared.
     """
     name = CONFIG_NAMES.get(name, name)
     if name not in LAYOUTS:
-        raise ValueError(f"Unknown dataset {name!r}; choose from {', '.join(DATASETS)} or {', '.join(CONFIG_NAMES)}")
+        raise ValueError(f"Unknown dataset {name!r}; choose from {', '.join(LAYOUTS)} or {', '.join(CONFIG_NAMES)}")
     _, folder, write, split_file = LAYOUTS[name]
     dataset_dir = os.path.join(os.path.abspath(root), folder)
     writer = _Writer(dataset_dir, n_classes, n_train, n_val, n_test, size, random.Random(f"{name}-{seed}"))

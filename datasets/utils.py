@@ -17,15 +17,17 @@ from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 from dassl.data.datasets import DatasetBase, Datum
+from dassl.user_files import read_text
 from dassl.utils.tools import (
     UserError,
     listdir_nohidden,
     mkdir_if_missing,
-    read_json,
-    read_pickle,
+    remove_stale_temps,
     write_json,
     write_pickle,
 )
+
+from .data_files import DOC, CacheUnreadable, read_cache, read_classnames, read_split_file
 
 __all__ = [
     "DOC",
@@ -52,7 +54,6 @@ __all__ = [
     "write_split",
 ]
 
-DOC = "README.md#data"
 REBUILT_SUFFIX = ".rebuilt"  # marker beside a split file that was built here, not downloaded
 T = TypeVar("T")
 Splits = tuple[list[Datum], list[Datum] | None, list[Datum]]
@@ -93,14 +94,17 @@ def load_mat(path: str, dataset: str) -> dict[str, Any]:
 
 def read_lines(path: str) -> list[str]:
     """Stripped non-empty lines of an annotation file."""
-    with open(path) as f:
-        return [line.strip() for line in f if line.strip()]
+    text = read_text(path, f"download the dataset again, see {DOC}")
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def read_split(filepath: str, path_prefix: str) -> Splits:
+SPLIT_FIX = f"delete it and download the published file again (python -m datasets.prepare, see {DOC})"
+
+
+def read_split(filepath: str, path_prefix: str, fix: str = SPLIT_FIX) -> Splits:
     """Read a split_zhou json: items are [path relative to ``path_prefix``, label, classname]."""
     print(f"Reading split from {filepath}")
-    split = read_json(filepath)
+    split = read_split_file(filepath, fix)
 
     def convert(items: list) -> list[Datum]:
         return [Datum(impath=os.path.join(path_prefix, p), label=int(y), classname=c) for p, y, c in items]
@@ -141,15 +145,24 @@ def load_or_create(path: str, create: Callable[[], T], read: Callable[[str], T],
     """Read the cache at ``path``, or create and write it (atomically, one process at a time).
 
     Reading consumes no random numbers; creating does, as upstream. Concurrent jobs never see a
-    partial file (``write`` renames into place) and only one of them does the work.
+    partial file (``write`` renames into place) and only one of them does the work. A cache that
+    ``read`` finds unusable (:class:`CacheUnreadable`) is rebuilt the same way, with a warning line.
     """
-    if not os.path.exists(path):
-        with _exclusive(path):
-            if not os.path.exists(path):
-                obj = create()
-                write(obj, path)
-                return obj
-    return read(path)
+    if os.path.exists(path):
+        try:
+            return read(path)
+        except CacheUnreadable as e:
+            print(f"warning: {e}: rebuilding it")
+    with _exclusive(path):
+        if os.path.exists(path):  # made by another job meanwhile, or still the unusable file
+            try:
+                return read(path)
+            except CacheUnreadable:
+                pass
+        remove_stale_temps(path)  # left by a job killed while writing it; none can be writing now
+        obj = create()
+        write(obj, path)
+        return obj
 
 
 def read_and_split_data(
@@ -221,8 +234,9 @@ def fewshot_split(
         return data
 
     def read(p: str) -> dict[str, list[Datum]]:
+        data = read_cache(p, ("train", "val") if val is not None else ("train",))
         print(f"Loading few-shot split from {p}")
-        return read_pickle(p)
+        return data
 
     path = os.path.join(cache_dir, f"shot_{num_shots}-seed_{seed}.pkl")
     data = load_or_create(path, create, read, write_pickle)
@@ -244,15 +258,6 @@ def subsample_classes(*args: list[Datum], subsample: str = "all") -> Sequence[li
         [Datum(impath=d.impath, label=relabeler[d.label], classname=d.classname) for d in data if d.label in relabeler]
         for data in args
     ]
-
-
-def read_classnames(text_file: str) -> dict[str, str]:
-    """ImageNet-style ``classnames.txt``: ``<folder> <class name>`` per line, in file order."""
-    classnames = {}
-    for line in read_lines(text_file):
-        folder, *words = line.split(" ")
-        classnames[folder] = " ".join(words)
-    return classnames
 
 
 def subfolders(path: str) -> list[str]:
@@ -278,15 +283,15 @@ def read_wnid_folders(dataset: str, image_dir: str, classnames: dict[str, str], 
     return read_class_folders(image_dir, folders, [classnames[f] for f in folders])
 
 
-def check_images_exist(dataset: str, dataset_dir: str, *splits: list[Datum] | None) -> None:
+def check_images_exist(dataset: str, dataset_dir: str, *splits: list[Datum] | None, doc: str = DOC) -> None:
     """Fail before training, listing a few examples, when images named by the splits are not on disk."""
     paths = {d.impath for split in splits for d in split or []}
     missing = sorted(p for p in paths if not os.path.exists(p))
     if missing:
-        examples = "\n  ".join(missing[:5])
+        examples = ", ".join(missing[:5])
         raise DatasetError(
-            f"{dataset}: {len(missing)} of {len(paths)} images are missing on disk, e.g.\n  {examples}\n"
-            f"Check that the images are extracted under {dataset_dir} as {DOC} shows. The caches "
+            f"{dataset}: {len(missing)} of {len(paths)} images are missing on disk, e.g. {examples}: "
+            f"check that the images are extracted under {dataset_dir} as {doc} shows. The caches "
             "(split_fewshot/*.pkl, ImageNet's preprocessed.pkl) store absolute paths: delete them if the data moved."
         )
 
@@ -355,8 +360,10 @@ class SplitDataset(DatasetBase):
             write_split(*splits, path, self.image_dir)
             write_json({"rebuilt_from": self.rebuild_inputs}, path + REBUILT_SUFFIX)
 
-        splits = load_or_create(self.split_path, create, lambda p: read_split(p, self.image_dir), write)
         marker = self.split_path + REBUILT_SUFFIX
+        fix = (f"delete it and {os.path.basename(marker)}: the next run rebuilds it" if os.path.exists(marker)
+               else SPLIT_FIX)  # fmt: skip
+        splits = load_or_create(self.split_path, create, lambda p: read_split(p, self.image_dir, fix), write)
         if built or os.path.exists(marker):
             self.split_rebuilt = True
             self.split_source = (

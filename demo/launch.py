@@ -4,14 +4,9 @@ train.py only knows the datasets of ``datasets/``; importing ``demo.dataset`` fi
 ``DemoShapes`` to the registry, then the official command line runs unchanged.
 """
 
-import sys
-
 import train
 
 from . import dataset  # noqa: F401  (registers DemoShapes)
 
 if __name__ == "__main__":
-    try:
-        train.main(train.build_parser().parse_args())
-    except train.UsageError as e:
-        sys.exit(f"error: {e}")
+    train.cli()

@@ -27,10 +27,9 @@ import re
 import sys
 from typing import Any
 
-import yaml
+from protocols_file import PROTOCOLS, FileError, read_protocols  # checked reading (scripts/protocols_file.py)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-PROTOCOLS = ("base2new", "cross_datasets", "few_shot")
 
 
 class ProtocolError(Exception):
@@ -44,11 +43,10 @@ def load_protocols(trainer: str) -> dict[str, Any]:
             f"no {osp.relpath(path, REPO)}: '{trainer}' is not a method with published protocols "
             f"(methods: {', '.join(methods_with_protocols())})"
         )
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
-    if not isinstance(data, dict):
-        raise ProtocolError(f"{path} must be a mapping of protocol names to settings")
-    return data
+    try:
+        return read_protocols(path)
+    except FileError as e:
+        raise ProtocolError(str(e)) from None
 
 
 def methods_with_protocols() -> list[str]:

@@ -15,7 +15,8 @@
 # Arguments after a script's own ones are KEY VALUE config options passed on to train.py, e.g.
 #   bash scripts/mmrl/base2new_train.sh dtd MODEL.BACKBONE.PATH /path/ViT-B-16.pt DATALOADER.NUM_WORKERS 4
 # A run whose log.txt already holds a result is skipped; an unfinished one is run again
-# (training resumes from its last checkpoint; the old log is kept as log.txt.incomplete-<time>).
+# (training resumes from its last checkpoint; the old log is kept as log.txt.incomplete-<time>);
+# one whose folder a live run holds (tools/run_lock.py) is running: skipped, never touched.
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-python}
@@ -43,13 +44,24 @@ run() {
         echo "Skip $dir (already holds a result)"
         return 0
     fi
-    if [ -f "$dir/log.txt" ]; then
-        mv "$dir/log.txt" "$dir/log.txt.incomplete-$(date +%Y%m%d-%H%M%S)"
+    local holder rc=0
+    # Moves an unfinished log aside under the folder's lock; exit 75: a live run holds the folder.
+    holder=$(PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m tools.run_lock prepare "$dir") || rc=$?
+    if [ "$rc" = 75 ]; then
+        echo "Skip $dir (running: $holder)"
+        return 0
+    elif [ "$rc" != 0 ]; then
+        return "$rc"
     fi
     "$PYTHON" "$REPO/train.py" --root "$DATA" --seed "$seed" --trainer "$trainer" \
         --dataset-config-file "$REPO/configs/datasets/$dataset.yaml" \
         --config-file "$REPO/configs/trainers/$trainer/$cfg.yaml" \
-        --output-dir "$dir" "$@"
+        --output-dir "$dir" "$@" || rc=$?
+    if [ "$rc" = 75 ]; then  # another run took the folder meanwhile (train.py printed which)
+        echo "Skip $dir (running elsewhere)"
+        return 0
+    fi
+    return "$rc"
 }
 
 # summarize DIR: mean +- std over DIR/seed*/log.txt, printed and written to DIR/parse.txt.

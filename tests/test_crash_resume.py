@@ -1,27 +1,41 @@
-"""Nothing lost on a crash: a training run killed with SIGKILL and started again with the same command
-line ends with exactly the tensors and per-class results of a run that never stopped, with random data
-order and augmentation in the main process and in a loader worker."""
+"""Nothing lost on a crash: a protocol cell killed with SIGKILL at a chosen point and started again with the same
+command line ends with exactly the tensors and the metrics.json of a run that never stopped, and no final
+file name ever holds half a file.
+
+The cell is the base-to-novel training cell of tools.grid / scripts/protocols.sh (MMRL on DTD, seed 1) on a
+tiny random CLIP and synthetic images, for 3 epochs of 4 steps, with random data order and augmentation
+in a loader worker (and, once, in the main process). ``DASSL_CRASH_AT`` (dassl/utils/crash_points.py)
+kills it deterministically: in the loader worker while it reads images, while the few-shot cache, an
+epoch's resume state, the final checkpoint or metrics.json is being written (the temp file complete, not
+yet renamed), mid-epoch, and during the final test.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import os.path as osp
-import re
-import signal
+import pickle
 import subprocess
 import sys
-import time
+from typing import Any
 
 import pytest
 import torch
 from tiny import tiny_clip_config
 
 from clip.model import CLIP
+from dassl.utils import load_checkpoint
+from dassl.utils.crash_points import CRASH_ENV
+from dassl.utils.tools import TEMP_NAME
+from datasets.data_files import read_cache
 from datasets.synthetic import make_dataset
+from tools.grid import plan
 from trainers.mmrl import LEARNER_NAME
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-EPOCHS = 4
+EPOCHS = 3
+CACHE = "shot_4-seed_1.pkl"
 
 
 @pytest.fixture(scope="module")
@@ -29,60 +43,129 @@ def setup(tmp_path_factory) -> tuple[str, str]:
     root = tmp_path_factory.mktemp("crash")
     torch.manual_seed(0)
     torch.save(CLIP(tiny_clip_config()).state_dict(), root / "tiny.pt")
-    make_dataset("OxfordPets", str(root / "data"), n_classes=4, n_train=6, n_val=1, n_test=2)
+    make_dataset("dtd", str(root / "data"), n_classes=4, n_train=5, n_val=1, n_test=2)
     return str(root / "tiny.pt"), str(root / "data")
 
 
 def command(setup: tuple[str, str], out: str, workers: int) -> list[str]:
+    """The grid's (= the protocol scripts') command line of the cell, with the tiny model and data appended."""
     tiny, root = setup
+    cell = next(c for c in plan("base2new", ["MMRL"], ["dtd"], [1], [], out) if c.name.endswith("train_base"))
+    args = [a.replace("{root}", root) for a in cell.args]
+    args[args.index("--output-dir") + 1] = out
     return [
-        sys.executable, osp.join(REPO, "train.py"), "--root", root, "--seed", "1", "--trainer", "MMRL",
-        "--dataset-config-file", osp.join(REPO, "configs/datasets/oxford_pets.yaml"),
-        "--config-file", osp.join(REPO, "configs/trainers/MMRL/vit_b16.yaml"), "--output-dir", out,
+        sys.executable, osp.join(REPO, "train.py"), *args,
         "MODEL.BACKBONE.PATH", tiny, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", str(workers),
-        "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "OPTIM.MAX_EPOCH", str(EPOCHS), "DATASET.NUM_SHOTS", "4",
-        "TEST.PER_CLASS_RESULT", "True", "TRAINER.MMRL.REP_DIM", "32",
+        "DATALOADER.TRAIN_X.BATCH_SIZE", "2", "OPTIM.MAX_EPOCH", str(EPOCHS), "DATASET.NUM_SHOTS", "4",
+        "TRAINER.MMRL.REP_DIM", "32",
     ]  # fmt: skip
 
 
-def env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1"}
+def run(cmd: list[str], crash: str = "") -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop(CRASH_ENV, None)
+    if crash:
+        env[CRASH_ENV] = crash
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
-def epoch_saved(out: str) -> bool:
-    return osp.isfile(osp.join(out, "resume.pth.tar"))
+def outcome(out: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the final checkpoint, metrics.json without the time and folder it was written in, and the config hash,
+    which covers OUTPUT_DIR)."""
+    checkpoint = load_checkpoint(osp.join(out, LEARNER_NAME, f"model.pth.tar-{EPOCHS}"))
+    with open(osp.join(out, "metrics.json")) as f:
+        metrics = json.load(f)
+    for key in ("written_at", "output_dir", "config_sha256"):
+        metrics.pop(key)
+    return checkpoint, metrics
 
 
-def final_state(out: str) -> dict[str, torch.Tensor]:
-    return torch.load(osp.join(out, LEARNER_NAME, f"model.pth.tar-{EPOCHS}"), weights_only=True)["state_dict"]
+def same(a: Any, b: Any) -> bool:
+    """Equal, tensors bit for bit, through nested dicts and lists."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
 
 
-def results(out: str) -> list[str]:
-    """Result lines of the newest log (a rerun writes log.txt-<time> beside the old log.txt, as upstream)."""
-    newest = max((f for f in os.listdir(out) if f.startswith("log.txt")), key=lambda f: osp.getmtime(osp.join(out, f)))
-    log = open(osp.join(out, newest)).read()
-    return re.findall(r"^\* (?:class:.*|accuracy:.*|correct:.*)$", log, flags=re.M)
+def check_no_half_files(*folders: str) -> list[str]:
+    """Every file under its final name reads completely; returns the temp files left beside them."""
+    temps = []
+    for folder in folders:
+        for dirpath, _, files in os.walk(folder):
+            for name in files:
+                path = osp.join(dirpath, name)
+                if TEMP_NAME.fullmatch(name):
+                    temps.append(path)
+                elif ".pth.tar" in name:
+                    load_checkpoint(path)
+                elif name == "checkpoint":
+                    assert osp.isfile(osp.join(dirpath, open(path).read().strip()))
+                elif name.endswith(".json") or name.endswith(".rebuilt"):
+                    json.load(open(path))
+                elif name.endswith(".pkl"):
+                    read_cache(path, ("train",))
+    return temps
 
 
-@pytest.mark.parametrize("workers", [0, 1])
-def test_killed_run_continues_to_the_same_result(setup, tmp_path, workers):
-    reference, crashed = str(tmp_path / "reference"), str(tmp_path / "crashed")
-    subprocess.run(command(setup, reference, workers), env=env(), check=True, capture_output=True)
+@pytest.fixture(scope="module")
+def reference(setup, tmp_path_factory) -> dict[int, tuple[dict[str, Any], dict[str, Any]]]:
+    """The uninterrupted run's outcome, with the loader in a worker (1) and in the main process (0)."""
+    results = {}
+    for workers in (1, 0):
+        out = str(tmp_path_factory.mktemp(f"reference{workers}"))
+        result = run(command(setup, out, workers))
+        assert result.returncode == 0, result.stderr[-2000:]
+        results[workers] = outcome(out)
+    return results
 
-    proc = subprocess.Popen(command(setup, crashed, workers), env=env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.time() + 120
-    while not epoch_saved(crashed) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert osp.isfile(osp.join(crashed, "resume.pth.tar")), "the run was not killed mid-training"
-    assert not osp.isfile(osp.join(crashed, LEARNER_NAME, f"model.pth.tar-{EPOCHS}"))
 
-    rerun = subprocess.run(command(setup, crashed, workers), env=env(), capture_output=True, text=True)
+POINTS = [
+    # (crash point, loader workers, final file that must not exist after the kill, resume epoch kept)
+    (f"write:{CACHE}", 1, CACHE, None),  # data loading: the few-shot cache being written
+    ("load_item@5", 1, "resume.pth.tar", None),  # data loading in the worker, first epoch
+    ("train_batch@6", 1, f"model.pth.tar-{EPOCHS}", 1),  # mid-epoch (epoch 2 of 3)
+    ("train_batch@6", 0, f"model.pth.tar-{EPOCHS}", 1),  # the same, the loader in the main process
+    ("write:resume.pth.tar@2", 1, f"model.pth.tar-{EPOCHS}", 1),  # epoch 2's resume state being written
+    (f"write:model.pth.tar-{EPOCHS}", 1, f"model.pth.tar-{EPOCHS}", 2),  # the final checkpoint being written
+    ("test_batch@1", 1, "metrics.json", EPOCHS),  # during the final test
+    ("write:metrics.json", 1, "metrics.json", EPOCHS),  # the results being written
+]
+
+
+@pytest.mark.parametrize("point, workers, absent, kept", POINTS, ids=[f"{p[0]}-w{p[1]}" for p in POINTS])
+def test_killed_cell_reruns_to_the_same_result(setup, reference, tmp_path, point, workers, absent, kept):
+    out = str(tmp_path / "out")
+    cache_dir = osp.join(setup[1], "dtd", "split_fewshot")
+    if absent == CACHE:
+        os.remove(osp.join(cache_dir, CACHE))  # made by the reference runs: this run must write it
+    cmd = command(setup, out, workers)
+
+    killed = run(cmd, crash=point)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    temps = check_no_half_files(out, cache_dir)
+    where = cache_dir if absent == CACHE else osp.join(out, LEARNER_NAME) if ".pth.tar-" in absent else out
+    assert not osp.exists(osp.join(where, absent))
+    if point.startswith("write:"):  # the kill came between the complete temp file and its rename
+        target = point.removeprefix("write:").split("@")[0]
+        assert [osp.basename(t).removesuffix(".tmp").rsplit(".", 1)[0] for t in temps] == [f".{target}"]
+    resume = osp.join(out, "resume.pth.tar")
+    assert (load_checkpoint(resume)["epoch"] if osp.exists(resume) else None) == kept
+    if absent == "metrics.json":  # a log showing a result implies a complete metrics.json (written first)
+        assert "=> result" not in open(osp.join(out, "log.txt")).read()
+
+    rerun = run(cmd)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert "Resuming after epoch" in rerun.stdout
-    expected, got = final_state(reference), final_state(crashed)
-    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
-    assert results(crashed) == results(reference) and len(results(reference)) == 6
-    assert not osp.isfile(osp.join(crashed, "resume.pth.tar"))  # a finished run keeps what the config asks
+    if kept:
+        assert f"Resuming after epoch {kept} " in rerun.stdout
+    checkpoint, metrics = outcome(out)
+    expected_checkpoint, expected_metrics = reference[workers]
+    assert same(checkpoint, expected_checkpoint)
+    assert metrics == expected_metrics
+    assert check_no_half_files(out, cache_dir) == []  # the rerun removed what the kill left
+    assert not osp.exists(resume)  # a finished run keeps only what the config asks for
+    with open(osp.join(cache_dir, CACHE), "rb") as f:
+        assert pickle.load(f)["train"]  # the cache holds the few-shot split (read back by every run)

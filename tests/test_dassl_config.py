@@ -174,6 +174,6 @@ def test_every_upstream_key_exists_with_the_same_value():
     ours = flatten(get_cfg_default())
     assert set(ours) - set(upstream) == {
         "MODEL.BACKBONE.PATH", "DATASET.FOLDER.PATH", "DATASET.FOLDER.SPLIT_FILE", "DATASET.FOLDER.CLASSNAMES",
-        "DATASET.FOLDER.TEMPLATE",
+        "DATASET.FOLDER.TEMPLATE", "DATASET.ID",
     }
     assert {k: v for k, v in upstream.items() if ours.get(k, object()) != v} == {}

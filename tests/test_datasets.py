@@ -16,7 +16,7 @@ from yacs.config import CfgNode as CN
 import datasets  # noqa: F401  (registers the 15 datasets)
 from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum, base_dataset, build_dataset
 from dassl.utils.tools import read_image
-from datasets.synthetic import CONFIG_NAMES, DATASETS, make_dataset
+from datasets.synthetic import CONFIG_NAMES, DATASETS, DG_DATASETS, make_dataset
 from datasets.utils import DatasetError, read_split, subsample_classes, write_split
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -322,7 +322,7 @@ def test_dataset_configs_name_registered_datasets():
     names = {f[:-5]: yaml.safe_load(open(os.path.join(cfg_dir, f)))["DATASET"]["NAME"] for f in os.listdir(cfg_dir)}
     names.pop("folder")  # the generic dataset for your own data (tests/test_datasets_splits.py)
     assert names == CONFIG_NAMES
-    assert set(names.values()) == set(DATASETS) <= set(DATASET_REGISTRY.registered_names())
+    assert set(names.values()) == set(DATASETS) | set(DG_DATASETS) <= set(DATASET_REGISTRY.registered_names())
 
 
 def test_synthetic_images_encode_the_class_and_keep_global_random(tmp_path):

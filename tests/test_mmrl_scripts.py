@@ -22,11 +22,12 @@ from clip.model import CLIP, CLIPConfig
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 EXTRA = ["MODEL.BACKBONE.PATH", "/w/tiny.pt", "INPUT.SIZE", "(32, 32)"]
 
-# Records its arguments; "train.py" writes a finished log, "parse_test_res.py" a parse.txt whose
-# accuracy is the number of seed folders (so the tables show which folders were summarised).
+# Records its arguments (protocol.py and tools.run_lock run for real); "train.py" writes a finished log,
+# "parse_test_res.py" a parse.txt whose accuracy is the number of seed folders (so the tables show
+# which folders were summarised).
 STUB = r"""#!/bin/bash
 script=$(basename -- "$1")
-if [ "$script" = protocol.py ]; then exec "$REAL_PYTHON" "$@"; fi
+if [ "$script" = protocol.py ] || [ "$2" = tools.run_lock ]; then exec "$REAL_PYTHON" "$@"; fi
 printf '%s\n' "$*" >> "$STUB_LOG"
 if [ "$script" = -m ]; then exit 0; fi
 shift

@@ -6,7 +6,8 @@
 
 Every cell is the command line the protocol scripts run (scripts/protocols.sh, settings from each method's
 protocols.yaml) into the same output tree, so a grid and the scripts share results. A cell that finished
-(its ``grid.done`` marker) is skipped; a failed or killed one runs again and resumes from its last epoch.
+(its ``grid.done`` marker) is skipped; a failed or killed one runs again and resumes from its last epoch; one
+whose folder a live run holds (tools/run_lock.py: a requeued job's first copy, another grid) is running.
 Test cells (new classes, cross-dataset targets) start once the cell that trains their model is done.
 ``local`` runs N cells at once (one per GPU of --gpus, or --jobs on CPU); ``slurm`` submits each cell as a
 SLURM job through submitit (``pip install -e ".[slurm]"``); ``submitit-local`` is submitit's local executor,
@@ -25,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from dassl.utils import UserError, atomic_write
+from tools.run_lock import LOCKED_EXIT, holder, prepare
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(REPO, "scripts"))
@@ -47,6 +49,7 @@ class Cell:
     after: str | None = None  # output_dir of the cell that trains this cell's model
     state: str = "pending"  # pending, running, done, failed
     attempts: int = 0
+    elsewhere: str | None = None  # running, but in another process that holds the folder (tools/run_lock.py)
     log: str = field(default="", repr=False)
 
     @property
@@ -112,11 +115,13 @@ def plan(protocol: str, methods: Iterable[str], datasets: Iterable[str], seeds: 
 
 
 def run_cell(python: str, args: list[str], output_dir: str, env: dict[str, str]) -> int:
-    """Run one cell's train.py (also inside a SLURM job); mark it done on success. Returns the exit code."""
+    """Run one cell's train.py (also inside a SLURM job); mark it done on success. Returns the exit code.
+
+    A folder held by a live run (a requeued job's first copy, another grid) is left alone: LOCKED_EXIT.
+    """
     os.makedirs(output_dir, exist_ok=True)
-    log = osp.join(output_dir, "log.txt")
-    if osp.isfile(log) and not osp.isfile(osp.join(output_dir, DONE)):  # an earlier attempt: keep its log aside
-        os.replace(log, f"{log}.incomplete-{time.strftime('%Y%m%d-%H%M%S')}")
+    if not osp.isfile(osp.join(output_dir, DONE)) and prepare(output_dir) is not None:  # keeps an old log aside
+        return LOCKED_EXIT
     with open(osp.join(output_dir, "grid.out"), "a") as out:
         code = subprocess.call([python, osp.join(REPO, "train.py"), *args], stdout=out, stderr=subprocess.STDOUT,
                                env={**os.environ, **env}, cwd=REPO)  # fmt: skip
@@ -187,14 +192,19 @@ class SubmititPool:
 def progress_table(cells: list[Cell]) -> str:
     counts = {s: sum(c.state == s for c in cells) for s in ("done", "running", "pending", "failed")}
     lines = [" ".join(f"{k} {v}" for k, v in counts.items()) + f"  (of {len(cells)})"]
-    lines += [f"  running  {c.name}" for c in cells if c.state == "running"]
+    lines += [f"  running  {c.name}" + (f" (elsewhere: {c.elsewhere})" if c.elsewhere else "")
+              for c in cells if c.state == "running"]  # fmt: skip
     lines += [f"  failed   {c.name} (see {osp.join(c.output_dir, 'grid.out')})" for c in cells if c.state == "failed"]
     return "\n".join(lines)
 
 
 def run_grid(cells: list[Cell], pool: LocalPool | SubmititPool, python: str, retries: int = 1,
              interval: float = 2.0, show: Callable[[str], None] = print) -> list[Cell]:  # fmt: skip
-    """Run every cell not yet done, tests after their training cell, ``retries`` reruns of a failed cell."""
+    """Run every cell not yet done, tests after their training cell, ``retries`` reruns of a failed cell.
+
+    A cell whose folder another live run holds is shown as running elsewhere and watched, never started
+    or failed; when that run ends the cell is done (its marker) or pending again (it was killed).
+    """
     by_dir = {c.output_dir: c for c in cells}
     for c in cells:
         c.state = "done" if c.done else "pending"
@@ -202,14 +212,26 @@ def run_grid(cells: list[Cell], pool: LocalPool | SubmititPool, python: str, ret
     while any(c.state in ("pending", "running") for c in cells):
         for d, code in pool.poll().items():
             cell = by_dir[d]
+            if code == LOCKED_EXIT:  # it lost the folder to a run that started meanwhile: not a failure
+                cell.attempts -= 1
+                cell.state, cell.elsewhere = "running", str(holder(d) or "another run")
+                continue
             cell.state = "done" if code == 0 else ("pending" if cell.attempts <= retries else "failed")
         for c in cells:
+            if c.elsewhere is not None:
+                if holder(c.output_dir) is None:
+                    c.elsewhere, c.state = None, "done" if c.done else "pending"
+                continue
             if c.state != "pending" or pool.free() <= 0:
                 continue
             waits_for = by_dir.get(c.after) if c.after else None
             if waits_for is not None and waits_for.state != "done":
                 if waits_for.state == "failed":
                     c.state = "failed"
+                continue
+            by = holder(c.output_dir)
+            if by is not None:
+                c.state, c.elsewhere = "running", str(by)
                 continue
             c.state, c.attempts = "running", c.attempts + 1
             pool.start(c, python)

@@ -179,29 +179,25 @@ def read_run(path: str, parts: list[str], tree: str, stage: str, notes: list[str
     )
     metrics_path, log_path = osp.join(path, METRICS_FILE), osp.join(path, "log.txt")
     if osp.isfile(metrics_path):
-        try:
-            m = read_metrics(metrics_path)
-        except (ValueError, OSError) as e:
-            notes.append(f"unreadable {metrics_path} ({e}); log.txt used instead")
-        else:
-            phase = m.get("phase") or {}
-            if phase.get("split", "test") != "test":
-                notes.append(f"unfinished: {path} (its last evaluation is on the {phase.get('split')} split)")
-                return None
-            model, split = m.get("model") or {}, m.get("split") or {}
-            return Run(
-                **common,
-                accuracy=float(m["accuracy"]),
-                macro_f1=m.get("macro_f1"),
-                per_class=list(m.get("per_class") or []),
-                source=METRICS_FILE,
-                task=phase.get("task"),
-                subsample=phase.get("subsample"),
-                split_rebuilt=bool(split.get("rebuilt", False)),
-                split_source=split.get("source"),
-                selection=model.get("selection"),
-                epoch=model.get("epoch"),
-            )
+        m = read_metrics(metrics_path)  # one that cannot be read stops the report with an error line naming it
+        phase = m.get("phase") or {}
+        if phase.get("split", "test") != "test":
+            notes.append(f"unfinished: {path} (its last evaluation is on the {phase.get('split')} split)")
+            return None
+        model, split = m.get("model") or {}, m.get("split") or {}
+        return Run(
+            **common,
+            accuracy=float(m["accuracy"]),
+            macro_f1=m.get("macro_f1"),
+            per_class=list(m.get("per_class") or []),
+            source=METRICS_FILE,
+            task=phase.get("task"),
+            subsample=phase.get("subsample"),
+            split_rebuilt=bool(split.get("rebuilt", False)),
+            split_source=split.get("source"),
+            selection=model.get("selection"),
+            epoch=model.get("epoch"),
+        )
     if not osp.isfile(log_path):
         notes.append(f"no result: {path} (neither metrics.json nor log.txt)")
         return None

@@ -32,10 +32,11 @@ from yacs.config import CfgNode
 from clip import clip
 from clip.model import CLIP, CLIPConfig, build_model, config_from_state_dict
 from dassl.engine import TrainerX
+from dassl.evaluation import ModelSelection
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import UserError, load_checkpoint, load_pretrained_weights
-from dassl.utils.torchtools import first_sentence
+from dassl.utils.torchtools import first_sentence, state_dict_of
 
 from .prompts import set_dataset_template
 
@@ -97,7 +98,7 @@ def load_clip(cfg: CfgNode) -> dict[str, Tensor]:
         config_from_state_dict(state_dict)
     except (OSError, RuntimeError, ValueError, KeyError, NotImplementedError, EOFError, zipfile.BadZipFile) as e:
         source = f"MODEL.BACKBONE.PATH {path}" if path else name
-        if path and osp.isfile(path) and not isinstance(e, (KeyError, NotImplementedError)):
+        if path and osp.isfile(path) and not isinstance(e, NotImplementedError):
             raise ConfigError(
                 f"cannot get the CLIP weights ({source}): {first_sentence(e)}: the file is truncated or not a CLIP "
                 "checkpoint; pass OpenAI's file (e.g. ViT-B-16.pt) or a CLIP state dict saved with torch.save"
@@ -129,6 +130,16 @@ class CLIPTrainer(TrainerX):
     def dataset_settings(cls, dataset: str, task: str) -> dict[str, Any]:
         """The method's published per-dataset settings as ``{full config key: value}``."""
         return {}
+
+    @classmethod
+    def scores_new_classes(cls, cfg: CfgNode) -> bool:
+        """Whether the trained model can score class names it was not trained on (``tools.predict --classnames``).
+
+        True unless a learned tensor holds one slice per trained class: CoOp's class-specific contexts
+        (``CSC`` without ``CTX_INIT``, in any method node with those keys); a per-class head says False.
+        """
+        node = cfg.TRAINER.get(cls.NODE) if cls.NODE else None
+        return not (node is not None and node.get("CSC", False) and not node.get("CTX_INIT", ""))
 
     @property
     def settings(self) -> CfgNode:
@@ -208,12 +219,16 @@ class CLIPTrainer(TrainerX):
         n_clip = sum(p.numel() for p in clip_model.parameters())
         print(f"Learnable parameters: {count_parameters(learner):,} (CLIP: {n_clip:,} frozen)")
         if cfg.MODEL.INIT_WEIGHTS:
-            load_pretrained_weights(learner, cfg.MODEL.INIT_WEIGHTS)
+            self.init_learner(learner, cfg.MODEL.INIT_WEIGHTS)
         if self.TRAINABLE:
             self.optim = build_optimizer(learner, cfg.OPTIM)
             self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
             self.register_model(self.LEARNER_NAME, learner, self.optim, self.sched)
         self.scaler = grad_scaler() if self.prec == "amp" else None
+
+    def init_learner(self, learner: nn.Module, path: str) -> None:
+        """Hook: start from MODEL.INIT_WEIGHTS. Upstream's: copy the tensors whose names and shapes match."""
+        load_pretrained_weights(learner, path)
 
     def make_model(self, classnames: list[str], clip_model: CLIP) -> nn.Module:
         """Hook: the model; by default the method's plain ``model_factory``."""
@@ -297,10 +312,25 @@ class CLIPTrainer(TrainerX):
             return
         for name in self.get_model_names():
             path = checkpoint_file(osp.join(directory, name), epoch)
-            checkpoint = load_checkpoint(path)
+            checkpoint = load_checkpoint(path, keys=("state_dict", "epoch"))
             learner = self._models[name]
             learner.load_state_dict(self.learner_state(learner, checkpoint["state_dict"], path))
             print(f'Loaded weights to {name} from "{path}" (epoch = {checkpoint["epoch"]})')
+
+    def load_init_weights(self) -> None:
+        """``--eval-only`` without ``--model-dir``: the learner is MODEL.INIT_WEIGHTS, every tensor of it.
+
+        Strict, unlike the name-matching load of ``build_model`` (upstream's, for initialising training):
+        weights that fill only part of the learner would score a half-random model.
+        """
+        path = self.cfg.MODEL.INIT_WEIGHTS
+        checkpoint = load_checkpoint(path)
+        state_dict = state_dict_of(checkpoint, path)
+        learner = self.model.learner
+        learner.load_state_dict(self.learner_state(learner, state_dict, f"MODEL.INIT_WEIGHTS {path}"))
+        epoch = checkpoint.get("epoch") if isinstance(checkpoint, dict) else None
+        self.model_selection = ModelSelection("weights", epoch if isinstance(epoch, int) else None, osp.abspath(path))
+        print(f'Evaluating the weights of MODEL.INIT_WEIGHTS "{path}"')
 
     def adapt_checkpoint(self, name: str, checkpoint: dict[str, Any], path: str) -> dict[str, Any]:
         """Resume from a checkpoint in the official layout too (ours pass unchanged)."""

@@ -140,6 +140,11 @@ class LinearProbeCLIP(CLIPTrainer):
         node.PREC = "fp16"  # lpclip's CLIP on GPU is fp16 (clip.load); fp32 elsewhere
         cfg.TRAINER.LINEAR_PROBE = node
 
+    @classmethod
+    def scores_new_classes(cls, cfg: CfgNode) -> bool:
+        """The classifier has one row per trained class: other classes cannot be scored."""
+        return False
+
     def check_cfg(self, cfg: CfgNode) -> None:
         super().check_cfg(cfg)
         s = cfg.TRAINER.LINEAR_PROBE

@@ -31,6 +31,7 @@ from dassl.data import DataManager
 from dassl.data.transforms import build_transform
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils import load_checkpoint
+from dassl.utils.torchtools import state_dict_of
 
 from .base import CLIPTrainer, ConfigError
 from .prompts import class_prompts
@@ -225,13 +226,13 @@ class MaskedMHAAdapter(CLIPTrainer):
         self.dm = dm
 
     def after_build(self) -> None:
-        """Cache the class features; check MODEL.INIT_WEIGHTS strictly (the base loads it by matching names)."""
+        """Cache the class features."""
         self.model.text_features()
-        path = self.cfg.MODEL.INIT_WEIGHTS
-        if path:
-            checkpoint = load_checkpoint(path)
-            state_dict = checkpoint.get("state_dict", checkpoint)
-            self.learner_state(self.model.learner, state_dict, f"MODEL.INIT_WEIGHTS {path}")
+
+    def init_learner(self, learner: nn.Module, path: str) -> None:
+        """MODEL.INIT_WEIGHTS strictly: the adapter's own state dict or the release's whole model (``adapter.``)."""
+        state_dict = state_dict_of(load_checkpoint(path), path)
+        learner.load_state_dict(self.learner_state(learner, state_dict, f"MODEL.INIT_WEIGHTS {path}"))
 
     def learner_state(self, learner: nn.Module, state_dict: Mapping[str, Tensor], source: str) -> dict[str, Tensor]:
         """Ours, the adapter module's own state dict, or a whole release model (adapter under ``adapter.``)."""

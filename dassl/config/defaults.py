@@ -43,6 +43,7 @@ _C.DATASET.ROOT = ""
 _C.DATASET.NAME = ""
 _C.DATASET.SOURCE_DOMAINS = ()
 _C.DATASET.TARGET_DOMAINS = ()
+_C.DATASET.ID = -1  # ours (MetaPrompt's key, 0 there): held-out domain index of a DG dataset; -1: TARGET_DOMAINS
 _C.DATASET.NUM_LABELED = -1
 _C.DATASET.NUM_SHOTS = -1  # images per class; negative: all
 _C.DATASET.VAL_PERCENT = 0.1

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset as TorchDataset
 from yacs.config import CfgNode
 
 from dassl.utils import read_image
+from dassl.utils.crash_points import crash_point
 
 from .datasets import build_dataset
 from .samplers import build_sampler
@@ -128,7 +129,10 @@ class DataManager:
         self.test_loader = test_loader(dataset.test)
 
         self._num_classes = dataset.num_classes
-        self._num_source_domains = len(cfg.DATASET.SOURCE_DOMAINS)
+        # A DG dataset resolves its domains itself (DATASET.ID or the lists): report those.
+        self._source_domains = list(getattr(dataset, "source_domains", cfg.DATASET.SOURCE_DOMAINS))
+        self._target_domains = list(getattr(dataset, "target_domains", cfg.DATASET.TARGET_DOMAINS))
+        self._num_source_domains = len(self._source_domains)
         self._lab2cname = dataset.lab2cname
         self.dataset = dataset
 
@@ -149,10 +153,10 @@ class DataManager:
 
     def show_dataset_summary(self, cfg: CfgNode) -> None:
         rows: list[list[Any]] = [["Dataset", cfg.DATASET.NAME]]
-        if cfg.DATASET.SOURCE_DOMAINS:
-            rows.append(["Source", cfg.DATASET.SOURCE_DOMAINS])
-        if cfg.DATASET.TARGET_DOMAINS:
-            rows.append(["Target", cfg.DATASET.TARGET_DOMAINS])
+        if self._source_domains:
+            rows.append(["Source", self._source_domains])
+        if self._target_domains:
+            rows.append(["Target", self._target_domains])
         rows.append(["# classes", f"{self.num_classes:,}"])
         rows.append(["# train_x", f"{len(self.dataset.train_x):,}"])
         if self.dataset.train_u:
@@ -201,6 +205,7 @@ class DatasetWrapper(TorchDataset):
     def __getitem__(self, idx: int) -> dict[str, Any]:
         item = self.data_source[idx]
         output: dict[str, Any] = {"label": item.label, "domain": item.domain, "impath": item.impath, "index": idx}
+        crash_point("load_item")
         img0 = read_image(item.impath)
         if self.transform is None:
             output["img"] = img0

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 RESUME_FILE = "resume.pth.tar"
+RESUME_KEYS = ("epoch", "models", "best_result", "extra", "rng")
 
 
 def rng_state() -> dict[str, Any]:

@@ -25,7 +25,8 @@ from tqdm import tqdm
 from yacs.config import CfgNode
 
 from dassl.data import DataManager
-from dassl.engine.resume_state import RESUME_FILE, rng_state, set_rng_state
+from dassl.engine.preflight import nothing_to_resume
+from dassl.engine.resume_state import RESUME_FILE, RESUME_KEYS, rng_state, set_rng_state
 from dassl.evaluation import ModelSelection, build_evaluator, run_metadata
 from dassl.utils import (
     AverageMeter,
@@ -38,6 +39,7 @@ from dassl.utils import (
     save_checkpoint,
     tolist_if_not,
 )
+from dassl.utils.crash_points import crash_point
 
 __all__ = ["TrainerBase", "SimpleTrainer", "TrainerX"]
 
@@ -206,7 +208,7 @@ class TrainerBase:
             model_path = osp.join(directory, name, model_file)
             if not osp.exists(model_path):
                 raise FileNotFoundError(f'Model not found at "{model_path}"')
-            checkpoint = load_checkpoint(model_path)
+            checkpoint = load_checkpoint(model_path, keys=("state_dict", "epoch"))
             state_dict = {k: v for k, v in checkpoint["state_dict"].items() if k not in _REBUILT_KEYS}
             print(f'Loading weights to {name} from "{model_path}" (epoch = {checkpoint["epoch"]})')
             unexpected = self._models[name].load_state_dict(state_dict, strict=False).unexpected_keys
@@ -383,7 +385,7 @@ class SimpleTrainer(TrainerBase):
         path = osp.join(directory, RESUME_FILE)
         if not osp.isfile(path):
             return None
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, keys=RESUME_KEYS)
         if sorted(state["models"]) != sorted(self.get_model_names()):
             raise UserError(f"{path} holds models {sorted(state['models'])}, this trainer has "
                             f"{self.get_model_names()}: delete it or use another --output-dir")
@@ -402,6 +404,10 @@ class SimpleTrainer(TrainerBase):
     def before_train(self) -> None:
         directory = self.cfg.RESUME or self.cfg.OUTPUT_DIR
         start = self.resume_state_if_exist(directory)
+        if start is None and self.cfg.RESUME:  # asked to resume: a folder without checkpoints is an error
+            missing = [n for n in self.get_model_names() if not osp.isfile(osp.join(directory, n, "checkpoint"))]
+            if missing:
+                raise UserError(nothing_to_resume(directory, missing))
         self.start_epoch = self.resume_model_if_exist(directory) if start is None else start
         writer_dir = osp.join(self.output_dir, "tensorboard")
         mkdir_if_missing(writer_dir)
@@ -462,6 +468,7 @@ class SimpleTrainer(TrainerBase):
         for batch in tqdm(data_loader):
             input, label = self.parse_batch_test(batch)
             self.evaluator.process(self.model_inference(input), label)
+            crash_point("test_batch")
 
         if "run_info" in inspect.signature(self.evaluator.evaluate).parameters:
             results = self.evaluator.evaluate(run_info=self.evaluation_run_info(split))
@@ -504,6 +511,7 @@ class TrainerX(SimpleTrainer):
             self.batch_idx = batch_idx
             data_time.update(time.time() - end)
             loss_summary = self.forward_backward(batch)
+            crash_point("train_batch")
             batch_time.update(time.time() - end)
             losses.update(loss_summary)
 

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from yacs.config import CfgNode
 
+from dassl.utils import save_atomic
+
 from .build import EVALUATOR_REGISTRY
 from .metrics_file import METRICS_FILE, per_class_table, write_metrics
 
@@ -103,6 +105,23 @@ class Classification(EvaluatorBase):
         err = 100.0 - acc
         macro_f1 = 100.0 * macro_f1_score(self._y_true, self._y_pred)
         results = OrderedDict(accuracy=acc, error_rate=err, macro_f1=macro_f1)
+        # metrics.json first: a log that shows the result block implies the file is complete too.
+        if run_info is not None:
+            per_class = per_class_table(self._y_true, self._y_pred, self._lab2cname)
+            write_metrics(
+                osp.join(self.cfg.OUTPUT_DIR, METRICS_FILE),
+                {
+                    "accuracy": acc,
+                    "error": err,
+                    "macro_f1": macro_f1,
+                    "total": self._total,
+                    "correct": self._correct,
+                    "perclass_accuracy": float(np.mean([c["acc"] for c in per_class])) if per_class else None,
+                    "per_class": per_class,
+                },
+                run_info,
+            )
+
         print(
             "=> result\n"
             f"* total: {self._total:,}\n"
@@ -129,23 +148,7 @@ class Classification(EvaluatorBase):
 
         if self.cfg.TEST.COMPUTE_CMAT:
             save_path = osp.join(self.cfg.OUTPUT_DIR, "cmat.pt")
-            torch.save(confusion_matrix(self._y_true, self._y_pred), save_path)
+            save_atomic(confusion_matrix(self._y_true, self._y_pred), save_path)
             print(f"Confusion matrix is saved to {save_path}")
-
-        if run_info is not None:
-            per_class = per_class_table(self._y_true, self._y_pred, self._lab2cname)
-            write_metrics(
-                osp.join(self.cfg.OUTPUT_DIR, METRICS_FILE),
-                {
-                    "accuracy": acc,
-                    "error": err,
-                    "macro_f1": macro_f1,
-                    "total": self._total,
-                    "correct": self._correct,
-                    "perclass_accuracy": float(np.mean([c["acc"] for c in per_class])) if per_class else None,
-                    "per_class": per_class,
-                },
-                run_info,
-            )
 
         return results

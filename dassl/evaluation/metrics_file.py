@@ -12,7 +12,7 @@ Fields (``schema`` 1)::
     per_class: [{label, classname, total, correct, acc}, ...]
     dataset (DATASET.NAME), method (TRAINER.NAME), seed (SEED), shots (DATASET.NUM_SHOTS)
     phase: {subsample: all|base|new|None, task: B2N|FS|CD|None, split: test|val}
-    model: {selection: last|best_val|epoch|initial, epoch: int|None, model_dir: str|None}
+    model: {selection: last|best_val|epoch|initial|weights, epoch: int|None, model_dir: str|None}
     config_sha256: sha256 of the resolved config as dumped (cfg.dump())
     split: {rebuilt: bool, source: str|None}    (whether the dataset's split file was rebuilt here)
     output_dir, written_at (UTC, ISO 8601)
@@ -29,6 +29,7 @@ from typing import Any
 
 from yacs.config import CfgNode
 
+from dassl.user_files import describe, read_json, schema_error
 from dassl.utils import atomic_write
 
 __all__ = [
@@ -44,7 +45,7 @@ __all__ = [
 
 METRICS_FILE = "metrics.json"
 SCHEMA_VERSION = 1
-SELECTIONS = ("last", "best_val", "epoch", "initial")
+SELECTIONS = ("last", "best_val", "epoch", "initial", "weights")
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class ModelSelection:
 
     ``last``: the final epoch of a training run; ``best_val``: ``model-best.pth.tar``; ``epoch``:
     a given epoch (``--load-epoch``, or the model at the end of an epoch during training);
-    ``initial``: the model as built, nothing loaded (zero-shot CLIP, an untrained learner).
+    ``initial``: the model as built, nothing loaded (zero-shot CLIP, an untrained learner);
+    ``weights``: the learner filled from the file MODEL.INIT_WEIGHTS (``model_dir`` holds that file's path).
     ``epoch`` counts completed training epochs (the number in ``model.pth.tar-<epoch>``).
     """
 
@@ -133,13 +135,28 @@ def write_metrics(path: str, results: Mapping[str, Any], run_info: Mapping[str, 
         f.write("\n")
 
 
+READ_FIX = (
+    "it was changed after the run wrote it (runs replace it atomically): rerun the run's command to write it "
+    "again, or delete it (the report then reads log.txt)"
+)
+_NUMBER = (int, float)
+_SECTIONS = {"phase": dict, "model": dict, "split": dict, "per_class": list}
+
+
 def read_metrics(path: str) -> dict[str, Any]:
-    """Load a ``metrics.json``; raises ``ValueError`` naming the file if it is not one."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from e
-    if not isinstance(data, dict) or "accuracy" not in data:
-        raise ValueError(f"{path} is not a metrics.json (no 'accuracy')")
+    """Load a ``metrics.json`` and check the fields readers use; a FileError names the file and the fix."""
+    data = read_json(path, READ_FIX)
+    if not isinstance(data, dict):
+        raise schema_error(path, "a metrics.json", "it holds " + describe(data), READ_FIX)
+    accuracy = data.get("accuracy")
+    if not isinstance(accuracy, _NUMBER) or isinstance(accuracy, bool):
+        raise schema_error(path, "a metrics.json", f"accuracy is {accuracy!r}, expected a number", READ_FIX)
+    if not isinstance(data.get("macro_f1", 0.0), (*_NUMBER, type(None))):
+        raise schema_error(path, "a metrics.json", f"macro_f1 is {data['macro_f1']!r}, expected a number", READ_FIX)
+    for key, kind in _SECTIONS.items():
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            raise schema_error(path, "a metrics.json", f"{key} is {describe(data[key])}", READ_FIX)
+    for i, row in enumerate(data.get("per_class") or []):
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), _NUMBER) for k in ("total", "correct", "acc")):
+            raise schema_error(path, "a metrics.json", f"per_class row {i} is {str(row)[:60]}", READ_FIX)
     return data

@@ -6,16 +6,21 @@ import os
 import os.path as osp
 import pickle
 import random
+import re
 import tempfile
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from difflib import SequenceMatcher
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+
+from dassl.errors import UserError
+
+from .crash_points import crash_point
 
 __all__ = [
     "UserError",
@@ -25,6 +30,7 @@ __all__ = [
     "read_json",
     "write_json",
     "atomic_write",
+    "remove_stale_temps",
     "write_pickle",
     "read_pickle",
     "set_random_seed",
@@ -35,10 +41,6 @@ __all__ = [
     "check_availability",
     "tolist_if_not",
 ]
-
-
-class UserError(Exception):
-    """A problem the user can fix (bad config value, missing file); train.py prints it as one line."""
 
 
 class ImageReadError(UserError, OSError):
@@ -59,6 +61,12 @@ def check_isfile(fpath: str) -> bool:
     return isfile
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: the permissions an ordinary open() would give a new file
+TEMP_SUFFIX = ".tmp"
+TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{8}" + re.escape(TEMP_SUFFIX))  # atomic_write's mkstemp names
+
+
 @contextmanager
 def atomic_write(fpath: str, mode: str = "w") -> Iterator[Any]:
     """Open a temp file beside ``fpath`` and rename it into place only when the block succeeds.
@@ -67,17 +75,58 @@ def atomic_write(fpath: str, mode: str = "w") -> Iterator[Any]:
     """
     dirname = osp.dirname(osp.abspath(fpath))
     mkdir_if_missing(dirname)
-    fd, tmp = tempfile.mkstemp(dir=dirname, prefix="." + osp.basename(fpath) + ".", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=dirname, prefix="." + osp.basename(fpath) + ".", suffix=TEMP_SUFFIX)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results and checkpoints from a shared group
     try:
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        crash_point("write:" + osp.basename(fpath))
         os.replace(tmp, fpath)
+        _fsync_dir(dirname)
     except BaseException:
         if osp.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _fsync_dir(dirname: str) -> None:
+    """Make the rename itself durable (a node loss right after it keeps the new file); best effort."""
+    try:
+        fd = os.open(dirname, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(where: str) -> list[str]:
+    """Delete the temp files that writes killed before their rename left behind; returns their paths.
+
+    ``where``: a folder (and its sub-folders) no other process writes into (train.py holds its output
+    folder's lock), or a file path, for the temps of that file only (whose writer holds its lock).
+    """
+    if not osp.isdir(where):
+        folder, base = osp.split(where)
+        names = os.listdir(folder) if osp.isdir(folder) else []
+        stale = [osp.join(folder, n) for n in names if TEMP_NAME.fullmatch(n) and n.startswith(f".{base}.")]
+        for path in stale:
+            with suppress(FileNotFoundError):
+                os.remove(path)
+        return stale
+    removed = []
+    for dirpath, _, files in os.walk(where):
+        for name in files:
+            if TEMP_NAME.fullmatch(name):
+                with suppress(FileNotFoundError):
+                    os.remove(osp.join(dirpath, name))
+                    removed.append(osp.join(dirpath, name))
+    return removed
 
 
 def read_json(fpath: str) -> Any:

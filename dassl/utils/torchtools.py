@@ -18,6 +18,8 @@ from .tools import UserError, atomic_write, mkdir_if_missing
 __all__ = [
     "save_atomic",
     "CheckpointError",
+    "CheckpointNotFound",
+    "state_dict_of",
     "save_checkpoint",
     "load_checkpoint",
     "resume_from_checkpoint",
@@ -120,17 +122,46 @@ class CheckpointError(UserError):
     """A checkpoint file that cannot be read (truncated by a full disk, corrupt, not a checkpoint)."""
 
 
-def load_checkpoint(fpath: str) -> dict[str, Any]:
+class CheckpointNotFound(CheckpointError, FileNotFoundError):
+    """No file at a checkpoint's path."""
+
+
+def load_checkpoint(fpath: str, keys: tuple[str, ...] = ()) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``; upstream files of warmup runs are read via an allow-list.
 
     Their pickled scheduler/optimizer objects come back as :class:`PickledObject` holding
     only their attributes; nothing else outside torch's weights-only set is accepted. A file that
-    cannot be read raises ``CheckpointError`` naming it.
+    cannot be read, or (with ``keys``) is not a dict holding those keys, raises ``CheckpointError`` naming it.
     """
     if fpath is None:
         raise ValueError("File path is None")
     if not osp.exists(fpath):
-        raise FileNotFoundError(f'File is not found at "{fpath}"')
+        raise CheckpointNotFound(f'File is not found at "{fpath}"')
+    checkpoint = _load(fpath)
+    absent = [k for k in keys if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if absent:
+        held = f"keys {sorted(map(str, checkpoint))[:6]}" if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise CheckpointError(
+            f"{fpath} is not a checkpoint this code can use: it lacks {absent} (it holds {held}); give a file "
+            "written by train.py or by the method's official code"
+        )
+    return checkpoint
+
+
+def state_dict_of(checkpoint: Any, fpath: str) -> dict[str, torch.Tensor]:
+    """The weights in a loaded file: its ``state_dict`` entry, or the file itself when it is a bare state dict."""
+    state_dict = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
+    if not isinstance(state_dict, dict) or not state_dict or not all(
+        isinstance(v, torch.Tensor) for v in state_dict.values()
+    ):
+        raise CheckpointError(
+            f"{fpath} holds no weights (expected a state dict of tensors, or a checkpoint with a 'state_dict' "
+            "entry): give a file saved with torch.save(model.state_dict()) or written by train.py"
+        )
+    return state_dict
+
+
+def _load(fpath: str) -> Any:
     map_location = None if torch.cuda.is_available() else "cpu"
     try:
         try:
@@ -147,7 +178,8 @@ def load_checkpoint(fpath: str) -> dict[str, Any]:
         if "GLOBAL" not in str(e):  # not a refused object (torch names it "GLOBAL ..."): the bytes are wrong
             raise CheckpointError(
                 f"cannot read the checkpoint {fpath} (not a checkpoint: {_unpickler_reason(e)}): it is truncated or "
-                "corrupt. Delete it (a rerun continues from the checkpoint before) or point --model-dir elsewhere"
+                "corrupt. Delete it (a rerun continues from the checkpoint before) or point --model-dir / --resume "
+                "elsewhere"
             ) from e
         raise CheckpointError(
             f"refusing to read {fpath}: it pickles Python objects that are not weights ({first_sentence(e)}), "
@@ -173,10 +205,18 @@ def resume_from_checkpoint(
     ``adapt(checkpoint, path)``, if given, may rewrite the checkpoint before anything is loaded
     (e.g. one written by another implementation of the model).
     """
-    with open(osp.join(fdir, "checkpoint")) as f:
-        fpath = osp.join(fdir, f.readline().strip("\n"))
+    pointer = osp.join(fdir, "checkpoint")
+    try:
+        with open(pointer) as f:
+            fpath = osp.join(fdir, f.readline().strip("\n"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"cannot read {pointer} ({e}): it names the checkpoint to resume from; delete "
+                              f"{fdir} to train from scratch") from e  # fmt: skip
+    if not osp.isfile(fpath):
+        raise CheckpointError(f"{pointer} names {fpath}, which does not exist: write the name of a model.pth.tar-<N> "
+                              f"of that folder into it, or delete {fdir} to train from scratch")  # fmt: skip
     print(f'Loading checkpoint from "{fpath}"')
-    checkpoint = load_checkpoint(fpath)
+    checkpoint = load_checkpoint(fpath, keys=("state_dict", "epoch"))
     if adapt is not None:
         checkpoint = adapt(checkpoint, fpath)
     model.load_state_dict(checkpoint["state_dict"])
@@ -202,8 +242,7 @@ def count_num_param(model: nn.Module | None = None, params: Iterable[Any] | None
 
 def load_pretrained_weights(model: nn.Module, weight_path: str) -> None:
     """Copy every tensor whose name (without ``module.``) and shape match ``model``; report the rest."""
-    checkpoint = load_checkpoint(weight_path)
-    state_dict = checkpoint.get("state_dict", checkpoint)
+    state_dict = state_dict_of(load_checkpoint(weight_path), weight_path)
     model_dict = model.state_dict()
     matched, discarded = [], []
     for k, v in state_dict.items():

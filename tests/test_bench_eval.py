@@ -1,0 +1,57 @@
+"""benchmarks/bench_eval.py: the "official" path of every method does the work of the official test step
+(as read from the official repositories) and scores like ours, so its speed-up compares like with like."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmarks import bench_eval
+from benchmarks.bench_speed import IMAGENET
+from benchmarks.gpu_check import SMOKE_ARCH
+from clip.model import CLIP
+from trainers.config import clip_trainers
+
+BATCH = 3
+# Passes of the text transformer per official test batch, all at 77 tokens: the CoOp family, IVLP, MaPLe and
+# PromptSRC encode every class prompt in every forward (CoCoOp once per image); the others keep features
+# encoded once (zero-shot CLIP, VPT, the masked-MHA adapter at build; MMA and MMRL after the first batch) or
+# have no text (the linear probe).
+TEXT_PASSES = {"CoOp": 1, "KgCoOp": 1, "IVLP": 1, "MaPLe": 1, "PromptSRC": 1, "CoCoOp": BATCH}
+
+
+@pytest.fixture(scope="module")
+def clip_model() -> CLIP:
+    torch.manual_seed(0)
+    return CLIP(SMOKE_ARCH).eval().requires_grad_(False)
+
+
+def test_every_method_states_its_official_test_step() -> None:
+    assert set(bench_eval.OFFICIAL_STEP) == set(clip_trainers())
+
+
+@pytest.mark.parametrize("name", sorted(clip_trainers()))
+def test_official_step_does_the_official_work_and_scores_as_ours(clip_model: CLIP, name: str) -> None:
+    torch.manual_seed(0)
+    bench = bench_eval.Bench(name, clip_model, IMAGENET[:6], torch.device("cpu"))
+    if name == "LinearProbeCLIP":  # a fitted classifier, not the zeros before fitting
+        with torch.no_grad():
+            bench.model.learner.weight.normal_()
+            bench.model.learner.bias.normal_()
+    image = torch.randn(BATCH, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    passes: list[tuple[int, int]] = []
+
+    def record(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        x = args[0] if args else kwargs["x"]
+        passes.append((x.shape[0], kwargs.get("start", 1)))
+
+    with torch.no_grad():
+        ours = bench.ours(image)
+        bench.official(image)  # the first batch: what the official code keeps is computed here
+        handle = clip_model.transformer.register_forward_pre_hook(record, with_kwargs=True)
+        try:
+            official = bench.official(image)
+        finally:
+            handle.remove()
+    assert passes == [(77, 1)] * TEXT_PASSES.get(name, 0)
+    assert official.shape == ours.shape == (BATCH, 6)
+    assert torch.allclose(official.double(), ours.double(), atol=1e-4, rtol=0)
