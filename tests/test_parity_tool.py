@@ -199,7 +199,6 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> dict:
     evaluator.write_text("RESULT_BLOCK = True\n" + evaluator.read_text())
     world = worlds.World(clip=worlds.widths(vision_layers=1, transformer_layers=1), data=())
     world_dir = worlds.build(world, str(root / "worlds"))
-    os.makedirs(os.path.join(world_dir, "data"))
     scenario = Scenario("StandIn", "tiny", "coop", world, "StandIn/tiny", (Run("train"),))
     paths = runner.Paths(str(official), str(dassl), ours=str(official))
     got = runner.run_side(scenario, "official", world_dir, str(root / "runs"), paths, threads=1)

@@ -100,8 +100,6 @@ def repo_dir(key: str, a: argparse.Namespace, given: str | None) -> str:
 def paths_for(scenario: Scenario, a: argparse.Namespace) -> runner.Paths:
     """Where the official side runs from, and what it imports besides its own folder."""
     repo = repos.REPOS[scenario.repo]
-    if a.official_dir and len({s.repo for s in selected(a)}) > 1:
-        raise UsageError("--official-dir fits one repository; with several use --checkouts DIR")
     code = os.path.join(repo_dir(scenario.repo, a, a.official_dir), repo.code)
     if scenario.repo == "clip-mma":  # the release imports OpenAI's clip package, not Dassl
         return runner.Paths(code, extra=(repo_dir("openai-clip", a, a.openai_clip_dir),))
@@ -212,10 +210,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         chosen = selected(a)
+        if a.official_dir and len({s.repo for s in chosen}) > 1:
+            raise UsageError("--official-dir fits one repository; for several use --checkouts DIR")
+        paths = {s.repo: paths_for(s, a) for s in chosen}  # every checkout verified before any run
         reports = []
         for s in chosen:
             print(header(s), flush=True)
-            r = run_scenario(s, paths_for(s, a), a.work, a.threads, not a.no_default, a.write_pins, a.timeout)
+            r = run_scenario(s, paths[s.repo], a.work, a.threads, not a.no_default, a.write_pins, a.timeout)
             for line in r.lines:
                 print(line)
             if r.failed or r.difference:

@@ -53,8 +53,10 @@ def head(folder: str) -> str:
     """The commit checked out in ``folder`` (``git rev-parse HEAD``)."""
     try:
         out = subprocess.run(["git", "-C", folder, "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError) as e:
-        raise CheckoutError(f"{folder} is not a git checkout ({e}); clone {folder!r} with git") from e
+    except OSError as e:
+        raise CheckoutError(f"cannot run git ({e}): install git, which checks the official commits") from e
+    except subprocess.CalledProcessError as e:
+        raise CheckoutError(f"{folder} is not a git checkout: give a `git clone` of the repository") from e
     return out.stdout.strip()
 
 

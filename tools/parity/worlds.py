@@ -95,7 +95,7 @@ def build(world: World, cache: str) -> str:
         return folder
     tmp = folder + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    os.makedirs(os.path.join(tmp, "data"))
     torch.save(clip_weights(world), os.path.join(tmp, "clip.pt"))
     for d in world.data:
         make_dataset(d.name, os.path.join(tmp, "data"), n_classes=d.n_classes, n_train=d.n_train,
