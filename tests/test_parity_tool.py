@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.parity import compare, repos, runner, worlds
+from tools.parity import cli, compare, repos, runner, worlds
+from tools.parity.pins import train_steps
 from tools.parity.scenario import Run, Scenario
 
 DASSL = {
@@ -308,3 +309,24 @@ def test_clone_from_a_file_url_checks_out_the_pin_and_a_moved_checkout_is_refuse
         repos.checkout(repo, str(tmp_path), str(tmp_path / "cache"))
     with pytest.raises(repos.CheckoutError, match="failed"):
         repos.clone(repos.Repo("gone", (tmp_path / "missing.git").as_uri(), pinned), str(tmp_path / "c2"))
+
+
+def test_write_pins_gives_the_test_form_of_an_official_run(standin):
+    run = standin["run"]
+    pins = train_steps(run.log, run.record)
+    recorded = compare.recorded_steps(run.record)
+    assert pins["loss"] == [round(s["loss"], 7) for s in recorded] and pins["acc"] == [s["acc"] for s in recorded]
+    assert pins["lr"][:2] == [1e-3, 1e-3] and len(pins["lr"]) == 4
+    per_class = compare.printed(run.log).per_class
+    assert pins["correct"] == [int(line.split("correct: ")[1].split("\t")[0]) for line in per_class]
+
+
+def test_a_checkout_at_another_commit_stops_the_cli_before_any_run(tmp_path, capsys):
+    git("init", "-q", cwd=tmp_path)
+    (tmp_path / "train.py").write_text("")
+    git("add", ".", cwd=tmp_path)
+    git("commit", "-q", "-m", "not CoOp", cwd=tmp_path)
+    code = cli.main(["CoOp", "--official-dir", str(tmp_path), "--work", str(tmp_path / "work")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "not the pinned ff61507c7904" in err
+    assert not (tmp_path / "work" / "runs").exists()

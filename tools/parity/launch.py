@@ -238,15 +238,10 @@ def patches(side: str, recorder: Recorder, clip_path: str | None) -> Callable[[s
         table["dassl.utils.torchtools"] = shim_full_load
         if clip_path:
             table["clip.clip"] = lambda m: shim_download(m, clip_path)
-
         table["fomo.models.clip.clip_base"] = shim_release_loader
         table["trainers.zsclip"] = shim_fp32_clip
         table["trainers.promptsrc"] = lambda m: shim_fp32_clip(m, zero_shot_only=True)
-
-    def select(name: str) -> Patch | None:
-        return table.get(name)
-
-    return select
+    return table.get
 
 
 def main(argv: list[str] | None = None) -> None:
