@@ -15,35 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import pprint
-import shutil
 import sys
-import time
-from dataclasses import dataclass, field
 
-from . import compare, repos, runner, worlds
-from .pins import DRIVER_FORMS, RUN_FORMS
+from . import repos, runner
 from .scenario import Scenario
 from .scenarios import SCENARIOS, methods, of
+from .session import Report, Setting, header, run_scenario, summary_table
 
 DEFAULT_WORK = os.path.join(os.path.expanduser("~"), ".cache", "mmrl_parity")
-
-
-@dataclass
-class Report:
-    """What one scenario gave: the exact verdict (None: equal) and the default path's distance."""
-
-    scenario: Scenario
-    difference: str | None = None
-    failed: str | None = None
-    lines: list[str] = field(default_factory=list)
-    max_logit: float | None = None
-    counts_equal: bool | None = None
-    seconds: float = 0.0
-
-    @property
-    def status(self) -> str:
-        return "FAILED" if self.failed else "DIFFERENT" if self.difference else "EQUAL"
 
 
 class UsageError(Exception):
@@ -106,101 +85,6 @@ def paths_for(scenario: Scenario, a: argparse.Namespace) -> runner.Paths:
     return runner.Paths(code, repo_dir("dassl", a, a.dassl_dir))
 
 
-def run_scenario(s: Scenario, paths: runner.Paths, work: str, threads: int, default: bool = True,
-                 write_pins: bool = False, timeout: float | None = None) -> Report:  # fmt: skip
-    """Both sides of one scenario, compared; the report's lines are what the CLI prints."""
-    start = time.time()
-    report = Report(s)
-    world_dir = worlds.build(s.world, os.path.join(work, "worlds"))
-    base = os.path.join(work, "runs", s.method, s.name)
-    shutil.rmtree(base, ignore_errors=True)
-    sides = ["official", "exact"] + (["default"] if default else [])
-    if s.driver:
-        values = {}
-        for side in sides:
-            outcome, values[side] = runner.run_driver(s, side, world_dir, base, paths, threads, timeout)
-            if values[side] is None:
-                report.failed = f"{side} side failed (exit {outcome.returncode}):\n" + tail(outcome.log)
-                break
-        if report.failed is None:
-            report.difference = compare.compare_values(values["official"], values["exact"])
-            report.lines.append(f"  values     {'EQUAL' if report.difference is None else 'DIFFERENT'}"
-                                f" ({', '.join(sorted(values['official']))})")  # fmt: skip
-            if default:
-                report.max_logit = max_difference(values["official"], values["default"])
-        if write_pins and values.get("official") is not None:
-            for pin in s.pins:
-                report.lines.append(pin_text(s, pin, DRIVER_FORMS[pin.form](values["official"])))
-    else:
-        outcomes = {side: runner.run_side(s, side, world_dir, base, paths, threads, timeout) for side in sides}
-        for run in s.runs:
-            got = {side: outcomes[side].get(run.name) for side in sides}
-            broken = [side for side, o in got.items() if o is None or o.returncode]
-            if broken:
-                o = got[broken[0]]
-                why = "not started" if o is None else f"exit {o.returncode}:\n" + tail(o.log)
-                report.failed = f"run {run.name}: {broken[0]} side {why}"
-                break
-            off, ex = got["official"], got["exact"]
-            v = compare.compare_run(off.log, off.record, ex.log, ex.record)
-            verdict = "EQUAL" if v.difference is None else "DIFFERENT"
-            line = f"  {run.name:<13} {verdict}  {v.steps} steps, {v.classes} classes"
-            if default:
-                d = got["default"]
-                worst, counts, steps = compare.distance(off.log, off.record, d.log, d.record)
-                report.max_logit = max(report.max_logit or 0.0, worst)
-                report.counts_equal = (report.counts_equal is not False) and counts
-                line += f"; default: max |Δ logit| {worst:.2g}, counts {'equal' if counts else 'DIFFER'}"
-                line += f", {steps} printed steps differ" if steps else ""
-            report.lines.append(line)
-            if v.difference and report.difference is None:
-                report.difference = f"run {run.name}: {v.difference}"
-        if write_pins:
-            for pin in s.pins:
-                o = outcomes["official"].get(pin.run)
-                if o is not None and not o.returncode:
-                    report.lines.append(pin_text(s, pin, RUN_FORMS[pin.form](o.log, o.record)))
-    report.seconds = time.time() - start
-    return report
-
-
-def max_difference(a: dict, b: dict) -> float:
-    """The largest |difference| between two drivers' outputs (their logits rows)."""
-    keys = [k for k in ("all", "fusion0", "logits5") if k in a and k in b]
-    worst = 0.0
-    for k in keys:
-        x, y = a[k], b[k]
-        rows = zip(x, y) if x and isinstance(x[0], list) else [(x, y)]
-        worst = max([worst, *(abs(p - q) for r, t in rows for p, q in zip(r, t))])
-    return worst
-
-
-def pin_text(s: Scenario, pin: object, value: object) -> str:
-    head = f"# {pin.test} {pin.target}  (regenerate: {s.command()} --write-pins)"  # type: ignore[attr-defined]
-    return head + "\n" + pprint.pformat(value, width=110, sort_dicts=False)
-
-
-def tail(log: str, n: int = 15) -> str:
-    return "\n".join("      " + line for line in log.rstrip().splitlines()[-n:])
-
-
-def header(s: Scenario) -> str:
-    repo = repos.REPOS[s.repo]
-    return f"{s.label}  [{repo.short}]  {s.world.describe()}" + (f"\n  {s.note}" if s.note else "")
-
-
-def summary_table(reports: list[Report]) -> str:
-    rows = ["| method | scenario | official | EXACT True | default: max abs logit diff, per-class counts |",
-            "|---|---|---|---|---|"]  # fmt: skip
-    for r in reports:
-        d = "not run" if r.max_logit is None else f"{r.max_logit:.2g}"
-        if r.counts_equal is not None:
-            d += ", equal" if r.counts_equal else ", differ"
-        repo = repos.REPOS[r.scenario.repo].short
-        rows.append(f"| {r.scenario.method} | {r.scenario.name} | {repo} | {r.status} | {d} |")
-    return "\n".join(rows)
-
-
 def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
     if a.list:
@@ -213,10 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         if a.official_dir and len({s.repo for s in chosen}) > 1:
             raise UsageError("--official-dir fits one repository; for several use --checkouts DIR")
         paths = {s.repo: paths_for(s, a) for s in chosen}  # every checkout verified before any run
-        reports = []
+        reports: list[Report] = []
         for s in chosen:
             print(header(s), flush=True)
-            r = run_scenario(s, paths[s.repo], a.work, a.threads, not a.no_default, a.write_pins, a.timeout)
+            r = run_scenario(s, Setting(paths[s.repo], a.work, a.threads, not a.no_default, a.write_pins, a.timeout))
             for line in r.lines:
                 print(line)
             if r.failed or r.difference:
