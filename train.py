@@ -6,8 +6,7 @@
         --output-dir output/base2new/train_base/dtd/shots_16/MMRL/vit_b16/seed1 \
         DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base TASK B2N
 
-Config precedence (later wins): dassl defaults and trainer defaults, dataset YAML, trainer YAML,
-command-line flags, per-dataset trainer settings (trainers/config.py), trailing KEY VALUE opts.
+Where each setting comes from, and in which order: docs/configuration.md.
 """
 from __future__ import annotations
 
@@ -23,6 +22,7 @@ from yacs.config import CfgNode
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
+from dassl import compat
 from dassl.config import get_cfg_default
 from dassl.config.checks import check_cfg_values
 from dassl.config.config_file import merge_config_file
@@ -32,7 +32,7 @@ from dassl.engine.preflight import check_input_files
 from dassl.engine.run_record import write_run_record
 from dassl.utils import UserError, collect_env_info, remove_stale_temps, set_random_seed, setup_logger
 from tools.run_lock import LOCKED_EXIT, FolderLocked, RunLock
-from trainers.config import extend_cfg, get_dataset_specified_config
+from trainers.config import apply_dataset_layer, dataset_layer, extend_cfg, flat_config, keep_trainer_node, yaml_keys
 
 
 class UsageError(UserError):
@@ -69,8 +69,7 @@ def reset_cfg(cfg: CfgNode, args: argparse.Namespace) -> None:
         cfg.TRAINER.NAME = args.trainer
     if args.backbone:
         cfg.MODEL.BACKBONE.NAME = args.backbone
-    if args.head:
-        cfg.MODEL.HEAD.NAME = args.head
+    compat.apply_upstream_flags(cfg, args)
 
 
 def _merge_file(cfg: CfgNode, path: str, flag: str) -> None:
@@ -85,30 +84,40 @@ def _task_from_opts(opts: list[str], default: str) -> str:
     return default
 
 
-def setup_cfg(args: argparse.Namespace) -> CfgNode:
+def configure(args: argparse.Namespace) -> tuple[CfgNode, list[str]]:
+    """The run's config, and the lines saying what the per-dataset layer changed (docs/configuration.md)."""
     cfg = get_cfg_default()
     extend_cfg(cfg)
-    if args.dataset_config_file:
-        _merge_file(cfg, args.dataset_config_file, "--dataset-config-file")
-    if args.config_file:
-        _merge_file(cfg, args.config_file, "--config-file")
+    set_by: dict[str, str] = {}  # key -> the file or flag that set it last
+    for path, flag in ((args.dataset_config_file, "--dataset-config-file"), (args.config_file, "--config-file")):
+        if path:
+            _merge_file(cfg, path, flag)
+            set_by.update(dict.fromkeys(yaml_keys(path), path))
+    before = flat_config(cfg)
     reset_cfg(cfg, args)
+    set_by.update({k: "a command-line flag" for k, v in flat_config(cfg).items() if before[k] != v})
     opts = list(args.opts or [])
     if opts and opts[0] == "--":
         opts = opts[1:]
     if len(opts) % 2:
         raise UsageError(f"trailing options must be KEY VALUE pairs, got an odd number: {opts}")
-    task = _task_from_opts(opts, cfg.TASK)
+    report: list[str] = []
     try:
-        if cfg.TRAINER.NAME:
-            cfg.merge_from_list(get_dataset_specified_config(cfg.DATASET.NAME, cfg.TRAINER.NAME, task))
+        layer = dataset_layer(cfg.TRAINER.NAME, cfg.DATASET.NAME, _task_from_opts(opts, cfg.TASK))
+        if layer is not None:
+            report = apply_dataset_layer(cfg, layer, set_by, opts)
         cfg.merge_from_list(opts)
     except (KeyError, ValueError, AssertionError) as e:
         raise UsageError(f"bad config option: {e}") from e
     check_names(cfg)
+    keep_trainer_node(cfg)
     check_cfg_values(cfg)
     cfg.freeze()
-    return cfg
+    return cfg, report
+
+
+def setup_cfg(args: argparse.Namespace) -> CfgNode:
+    return configure(args)[0]
 
 
 def check_names(cfg: CfgNode) -> None:
@@ -165,12 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset-config-file", type=str, default="", help="dataset config file")
     p.add_argument("--trainer", type=str, default="", help="trainer name (see README: methods)")
     p.add_argument("--backbone", type=str, default="", help="backbone name, e.g. ViT-B/16")
-    p.add_argument("--head", type=str, default="", help="name of head")
     p.add_argument("--eval-only", action="store_true", help="evaluation only")
     p.add_argument("--model-dir", type=str, default="", help="load the model from this directory (eval-only)")
     p.add_argument("--train-epoch", type=int, help="override OPTIM.MAX_EPOCH")
     p.add_argument("--load-epoch", type=int, help="checkpoint epoch to evaluate (default: last / best)")
     p.add_argument("--no-train", action="store_true", help="build everything but do not train")
+    compat.add_upstream_flags(p)
     p.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="config overrides as KEY VALUE pairs")
     return p
 
@@ -194,7 +203,7 @@ def main(args: argparse.Namespace) -> TrainerBase:
 
     Returns the trainer, so in-process callers (tests, notebooks) can look at what was run.
     """
-    cfg = setup_cfg(args)
+    cfg, dataset_settings = configure(args)
     trainable = getattr(TRAINER_REGISTRY.get(cfg.TRAINER.NAME), "TRAINABLE", True)
     if args.eval_only and not args.model_dir and trainable and not cfg.MODEL.INIT_WEIGHTS:
         raise UsageError("--eval-only needs --model-dir (the output folder of a training run)")
@@ -212,6 +221,8 @@ def main(args: argparse.Namespace) -> TrainerBase:
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
     print_args(args, cfg)
+    if dataset_settings:
+        print("\n".join(dataset_settings))
     print("Collecting env info ...")
     print(f"** System info **\n{collect_env_info()}\n")
 

@@ -74,22 +74,21 @@ class Bench:
     def __init__(self, name: str, clip_model: CLIP, classnames: list[str], device: torch.device) -> None:
         cls = clip_trainers()[name]
         cfg = config_for(name, "imagenet")
-        clip_model.cut_text = not cfg.EXACT  # what CLIPTrainer.build_clip sets
+        clip_model.exact = cfg.EXACT  # what CLIPTrainer.build_clip sets
         # Evaluation needs no gradient anywhere (and the FLOP counter's module hooks fail on prompt views otherwise).
         model = cls.model_factory(cfg, classnames, clip_model).to(device).eval().requires_grad_(False)
         trainer: CLIPTrainer = object.__new__(cls)  # only the model hooks are used: no data, no optimizer
         trainer.cfg, trainer.model, trainer.device = cfg, model, device
-        trainer.after_build()  # frozen features the trainer encodes once (zero-shot, teacher, ...)
         self.name, self.trainer, self.model, self.clip = name, trainer, model, clip_model
         self.kept_text: Tensor | None = None
 
     def ours(self, image: Tensor) -> Tensor:
-        self.clip.cut_text = not self.trainer.cfg.EXACT
+        self.clip.exact = self.trainer.cfg.EXACT
         return self.trainer.model_inference(image)
 
     def official(self, image: Tensor) -> Tensor:
         """The official test step's work (``OFFICIAL_STEP``), in the official op order."""
-        self.clip.cut_text = False  # prompts at 77 tokens, as the official text encoders run them
+        self.clip.exact = True  # prompts at 77 tokens, as the official text encoders run them
         model, name = self.model, self.name
         if name in ("MMRL", "MMRLpp"):
             if self.kept_text is None:  # the official code keeps the first batch's text features
@@ -99,7 +98,7 @@ class Bench:
             return scored_logits(out, cfg.TASK, cfg.DATASET.SUBSAMPLE_CLASSES, cfg.DATASET.NAME)
         if name == "KgCoOp":
             logits, text = model(image)
-            teacher = model.teacher_features / model.teacher_features.norm(dim=-1, keepdim=True)
+            teacher = model.teacher() / model.teacher().norm(dim=-1, keepdim=True)
             _score = 1.0 - torch.mean(F.cosine_similarity(text, teacher, dim=1, eps=1e-07))  # as the official
             return logits
         if name == "LinearProbeCLIP":

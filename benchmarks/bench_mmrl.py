@@ -112,7 +112,7 @@ def build_model(cfg: CfgNode, clip_model: CLIP, n_classes: int) -> MMRLModel:
 def with_prompts(model: MMRLModel, prompts: Tensor) -> MMRLModel:
     """The same CLIP and learner (so one optimizer serves both) in the default fast mode (prompts cut,
     shared text prefix, last image block at the read positions), with its own caches."""
-    return MMRLModel(model.clip, model.learner, model.rep_layers, prompts, model.alpha, model.injector, fast=True)
+    return MMRLModel(model.clip, model.learner, model.rep_layers, prompts, model.alpha, model.injector, exact=False)
 
 
 def cut_prompts(prompts: Tensor) -> Tensor:

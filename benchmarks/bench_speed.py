@@ -91,7 +91,7 @@ def models(method: str, dataset: str, names: list[str], clip_model) -> tuple[MMR
     cfg.DATASET.NAME = dataset
     exact = b.TRAINERS_BY_NAME[cfg.TRAINER.NAME].model_factory(cfg, names, clip_model)
     fast = MMRLModel(clip_model, exact.learner, exact.rep_layers, exact.tokenized_prompts, exact.alpha,
-                     exact.injector, fast=True)  # fmt: skip
+                     exact.injector, exact=False)  # fmt: skip
     return exact, fast, cfg
 
 

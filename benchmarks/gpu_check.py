@@ -216,7 +216,7 @@ def build(method: str, clip_model: CLIP, dataset: str, names: list[str], exact: 
 def default_twin(exact: MMRLModel) -> MMRLModel:
     """The default (fast) model on the same CLIP and learner, so one optimizer serves both."""
     return MMRLModel(exact.clip, exact.learner, exact.rep_layers, exact.tokenized_prompts, exact.alpha,
-                     exact.injector, fast=True, text_chunk=exact.text_chunk)  # fmt: skip
+                     exact.injector, exact=False, text_chunk=exact.text_chunk)  # fmt: skip
 
 
 def forward(path: str, exact: MMRLModel, default: MMRLModel, image: Tensor, zero_shot: bool,
@@ -227,7 +227,7 @@ def forward(path: str, exact: MMRLModel, default: MMRLModel, image: Tensor, zero
 
 
 def zero_shot_text(model: MMRLModel) -> Tensor:
-    """w0 as ``MMRL.after_build``: the frozen CLIP's normalised features of the class prompts (77 tokens)."""
+    """w0 as ``MMRLModel.text_features_zs``: the frozen CLIP's normalised features of the class prompts (77 tokens)."""
     with torch.no_grad():
         return b.normalise(model.clip.encode_text(model.tokenized_prompts))
 
@@ -375,7 +375,7 @@ def numerics_rows(ctx: Context, method: str, prec: str) -> list[dict]:
     default = default_twin(exact)
     learner32 = copy.deepcopy(exact.learner).float()
     ref32 = MMRLModel(clips.reference(prec), learner32, exact.rep_layers, exact.tokenized_prompts, exact.alpha,
-                      exact.injector, fast=False)  # fmt: skip
+                      exact.injector, exact=True)  # fmt: skip
     image, _ = batch(shapes, clips.fp32, shapes.numerics_batch, len(names), device)
     rows = []
     for stage, zero_shot in (("train", True), ("eval", False)):

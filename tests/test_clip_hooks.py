@@ -113,8 +113,8 @@ def test_an_injector_function_is_the_before_site(model, images):
     assert calls == list(range(1, 13))
 
 
-def test_cut_text_stops_at_the_longest_eot_with_the_same_features(model):
-    """``cut_text``: the transformer sees only positions up to the longest EOT, from token embeddings as from
+def test_inexact_text_stops_at_the_longest_eot_with_the_same_features(model):
+    """``exact=False``: the transformer sees only positions up to the longest EOT, from token embeddings as from
     token ids; the features (with a hook
     editing every block's input, as deep prompts do) equal the full 77-position run up to float rounding."""
     eot = TEXT.argmax(-1)
@@ -130,12 +130,12 @@ def test_cut_text_stops_at_the_longest_eot_with_the_same_features(model):
     full_tokens = model.encode_text(TEXT, DeepPrompt())
     assert set(seen) == {77}
     seen.clear()
-    model.cut_text = True
+    model.exact = False
     try:
         cut = model.encode_text_embeddings(embeddings, eot, DeepPrompt())
         cut_tokens = model.encode_text(TEXT, DeepPrompt())
     finally:
-        model.cut_text = False
+        model.exact = True
     assert set(seen) == {int(eot.max()) + 1} and int(eot.max()) + 1 < 12  # "a red house in the snow." + BOT/EOT
     torch.testing.assert_close(cut, full, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(cut_tokens, full_tokens, rtol=1e-5, atol=1e-6)

@@ -22,7 +22,8 @@ from clip.model import CLIP
 from dassl.utils import UserError
 from datasets.synthetic import make_dataset
 from tests.tiny import tiny_clip_config
-from trainers.coop import CoCoOpPromptLearner, CoOpPromptLearner, cocoop_node, coop_node
+from trainers.coop.cocoop import CoCoOp, CoCoOpPromptLearner
+from trainers.coop.coop import CoOp, CoOpPromptLearner
 
 REPO = Path(__file__).resolve().parents[1]
 COMMON = ["DATALOADER.NUM_WORKERS", "0", "INPUT.SIZE", "(32, 32)", "TRAIN.PRINT_FREQ", "1"]
@@ -155,7 +156,7 @@ def test_cocoop_batch1_base_to_new_reproduces_the_official_runs(world: Path) -> 
 def coop_cfg(**settings: object) -> CfgNode:
     cfg = CfgNode()
     cfg.TRAINER = CfgNode()
-    cfg.TRAINER.COOP = coop_node()
+    cfg.TRAINER.COOP = CfgNode(CoOp.DEFAULTS)
     cfg.TRAINER.COOP.update(settings)
     return cfg
 
@@ -186,7 +187,7 @@ def test_word_init_and_class_specific_shapes() -> None:
     assert not torch.equal(csc()[0, 1:4], csc()[1, 1:4])  # one context per class
     cfg = CfgNode()
     cfg.TRAINER = CfgNode()
-    cfg.TRAINER.COCOOP = cocoop_node()
+    cfg.TRAINER.COCOOP = CfgNode(CoCoOp.DEFAULTS)
     cc = CoCoOpPromptLearner(cfg, ["cat", "dog"], clip_model)
     image_features = torch.randn(3, 64)
     prompts = cc(image_features)
@@ -222,7 +223,7 @@ def test_prompts_computed_with_a_shared_prefix_give_the_full_features_and_gradie
     weights = torch.randn(len(names), 64, generator=torch.Generator().manual_seed(1))
     results = []
     for cut in (True, False):
-        clip_model.cut_text = cut
+        clip_model.exact = not cut
         learner.ctx.grad = None
         features = clip_model.encode_text_embeddings(learner(), learner.eot, shared=learner.shared)
         (features * weights).sum().backward()

@@ -16,8 +16,11 @@ from PIL import Image
 from dassl.config import get_cfg_default
 from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum
 from dassl.engine import TRAINER_REGISTRY, TrainerX, build_trainer
+from dassl.engine.checkpoints import checkpoint_path, selection_of
+from dassl.evaluation import ModelSelection
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils import UserError
 
 N_CLASSES = 3
 COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200)]
@@ -214,10 +217,29 @@ def test_load_model_reads_epoch_or_best_and_skips_rebuilt_buffers(data_root, tmp
     assert 'Loading weights to model from "' in capsys.readouterr().out
     for k, v in other.model.state_dict().items():
         assert torch.equal(v, saved[k])
-    with pytest.raises(FileNotFoundError, match="model-best.pth.tar"):
-        other.load_model(str(tmp_path))
+    other.load_model(str(tmp_path))  # no best checkpoint: the last epoch saved
+    assert other.model_selection == ModelSelection("last", 1, str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="model.pth.tar-5"):
+        other.load_model(str(tmp_path), epoch=5)
     other.load_model("")  # no directory: a note, no error
     assert "skipped" in capsys.readouterr().out
+
+
+def test_one_rule_picks_the_checkpoint_and_names_what_it_was(tmp_path):
+    for name in ("model.pth.tar-2", "model.pth.tar-10", "model.pth.tar-9"):
+        (tmp_path / name).touch()
+    last = checkpoint_path(str(tmp_path))
+    assert last.endswith("model.pth.tar-10")  # the last epoch, not the last name
+    assert selection_of(last, None, "run") == ModelSelection("last", 10, osp.abspath("run"))
+    assert checkpoint_path(str(tmp_path), 2).endswith("model.pth.tar-2")
+    assert selection_of(checkpoint_path(str(tmp_path), 2), 2, "run").selection == "epoch"
+    torch.save({"epoch": 7}, tmp_path / "model-best.pth.tar")
+    best = checkpoint_path(str(tmp_path))
+    assert best.endswith("model-best.pth.tar") and selection_of(best, None, "run").as_dict()["epoch"] == 7
+    with pytest.raises(UserError, match="--load-epoch 3"):
+        checkpoint_path(str(tmp_path), 3)
+    with pytest.raises(UserError, match="--model-dir must be .* holds prompt_learner/"):
+        checkpoint_path(str(tmp_path / "missing" / "prompt_learner"))
 
 
 def test_test_split_val_and_model_modes(data_root, tmp_path, capsys):

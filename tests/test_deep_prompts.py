@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-import trainers
 from clip.model import CLIP, CLIPConfig, LayerNorm
 from dassl.config import get_cfg_default
 from tests.tiny import tiny_clip_config
 from trainers.base import ConfigError
-from trainers.config import extend_cfg
-from trainers.deep_prompts import DeepPromptHooks, TextContext
-from trainers.promptsrc import TEMPLATES, gpa_weights
+from trainers.config import dataset_layer, extend_cfg
+from trainers.deep_prompts import ivlp, maple, promptsrc, vpt
+from trainers.deep_prompts.mechanism import DeepPromptHooks, PromptShape, TextContext
+from trainers.deep_prompts.promptsrc import TEMPLATES, gpa_weights
 
 CLASSNAMES = ["red_apple", "dog", "cat", "house", "tree"]
 # MaPLe's official code hard-codes ViT-B/16's widths (768, 512): its reference ran on a CLIP of those
@@ -91,8 +91,7 @@ def make_cfg(method: str, clip_path: str, **overrides: object) -> object:
 
 def fixed_trainer(cfg: object) -> object:
     """The method's trainer on the five class names, no data (the steps are fed by hand)."""
-    base = {"MaPLe": trainers.maple.MaPLe, "IVLP": trainers.ivlp.IVLP, "VPT": trainers.vpt.VPT,
-            "PromptSRC": trainers.promptsrc.PromptSRC}[cfg.TRAINER.NAME]
+    base = {"MaPLe": maple.MaPLe, "IVLP": ivlp.IVLP, "VPT": vpt.VPT, "PromptSRC": promptsrc.PromptSRC}[cfg.TRAINER.NAME]
 
     class FixedClasses(base):
         def build_data_loader(self) -> None:
@@ -115,6 +114,8 @@ def run_steps(t: object, steps: range, g: torch.Generator) -> tuple[list[float],
         t.epoch, t.batch_idx = divmod(step, 2)
         losses.append(t.forward_backward({"img": images[step], "label": labels[step]})["loss"])
         lrs.append(t.get_current_lr())
+        if t.batch_idx == 1 and isinstance(t, promptsrc.PromptSRC):
+            t.aggregate_epoch()  # what its after_epoch does before the base's (no checkpoint to write here)
     return losses, lrs
 
 
@@ -178,9 +179,9 @@ def test_gpa_weights_are_the_normalised_gaussian_over_the_epochs():
     assert len(TEMPLATES) == 60 and len(set(TEMPLATES)) == 60 and all("{}" in t for t in TEMPLATES)
     # Few-shot: the official file's commented alternative (45/5) for five datasets, its own values elsewhere.
     gpa = {"TRAINER.PROMPTSRC.GPA_MEAN": 45, "TRAINER.PROMPTSRC.GPA_STD": 5}
-    assert trainers.promptsrc.PromptSRC.dataset_settings("EuroSAT", "FS") == gpa
-    assert trainers.promptsrc.PromptSRC.dataset_settings("EuroSAT", "B2N") == {}
-    assert trainers.promptsrc.PromptSRC.dataset_settings("Caltech101", "FS") == {}
+    assert dataset_layer("PromptSRC", "EuroSAT", "FS").values == gpa
+    assert dataset_layer("PromptSRC", "EuroSAT", "B2N").values == {}
+    assert dataset_layer("PromptSRC", "Caltech101", "FS").values == {}
 
 
 def test_first_image_prompts_go_through_ln_pre_exactly_as_appended_before_it():
@@ -226,7 +227,7 @@ def test_text_deep_prompts_on_a_prefix_computed_once_give_the_full_features_and_
     weights = torch.randn(len(CLASSNAMES), 64, generator=torch.Generator().manual_seed(1))
     results = []
     for cut in (True, False):
-        clip_model.cut_text = cut
+        clip_model.exact = not cut
         for p in [text.ctx, *deep]:
             p.grad = None
         features = clip_model.encode_text_embeddings(text(), text.eot, hooks, text.shared)
@@ -257,10 +258,10 @@ VIT_B16 = CLIPConfig(embed_dim=512, image_resolution=224, vision_layers=12, visi
 def test_learnable_parameters_at_vit_b16_are_the_published_counts(method, overrides, expected):
     cfg = make_cfg(method, "", **overrides)
     learners = {  # the modules holding every trained tensor (PromptSRC's: IVLP's, without the frozen targets)
-        "MaPLe": lambda clip: trainers.maple.build_maple(cfg, CLASSNAMES, clip).learner,
-        "IVLP": lambda clip: trainers.ivlp.build_ivlp(cfg, CLASSNAMES, clip).learner,
-        "VPT": lambda clip: trainers.vpt.build_vpt(cfg, CLASSNAMES, clip).learner,
-        "PromptSRC": lambda clip: trainers.promptsrc.PromptSRCLearner(clip, CLASSNAMES, cfg.TRAINER.PROMPTSRC, None),
+        "MaPLe": lambda clip: maple.build_maple(cfg, CLASSNAMES, clip).learner,
+        "IVLP": lambda clip: ivlp.build_ivlp(cfg, CLASSNAMES, clip).learner,
+        "VPT": lambda clip: vpt.build_vpt(cfg, CLASSNAMES, clip).learner,
+        "PromptSRC": lambda clip: promptsrc.PromptSRCLearner(clip, CLASSNAMES, cfg.TRAINER.PROMPTSRC),
     }
     with torch.device("meta"):
         learner = learners[method](CLIP(VIT_B16).requires_grad_(False))
@@ -294,3 +295,19 @@ def test_resuming_from_an_official_whole_model_checkpoint_is_refused_evaluating_
     loaded = t.learner_state(learner, {k: v + 1 for k, v in official.items()}, "official.pth")
     assert torch.equal(loaded["image_encoder.VPT"], learner.state_dict()["image_encoder.VPT"] + 1)
     assert "image_encoder.conv1.weight" not in loaded
+
+
+@pytest.mark.parametrize("method", ["IVLP", "VPT", "PromptSRC"])
+def test_a_plain_factory_draws_only_the_prompts_it_keeps(method):
+    """Outside a trainer the factory draws the independent prompts in the official order and nothing else
+    (PromptSRC's trainer also replays two more CLIP constructions, the official draws: official.py)."""
+    cfg = make_cfg(method, "")
+    factory = {"IVLP": ivlp.build_ivlp, "VPT": vpt.build_vpt, "PromptSRC": promptsrc.build_promptsrc}[method]
+    clip_model = CLIP(tiny_clip_config()).float()
+    torch.manual_seed(5)
+    learner = factory(cfg, CLASSNAMES, clip_model).learner
+    after_factory = torch.get_rng_state()
+    torch.manual_seed(5)
+    init = PromptShape.of(cfg.TRAINER[SETTINGS[method][0]]).draw(clip_model)  # CTX_INIT words: no text draw
+    assert torch.equal(torch.get_rng_state(), after_factory)
+    assert torch.equal(learner.image_encoder.VPT, init.vision_first)

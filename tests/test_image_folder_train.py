@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from tiny import tiny_clip_config
 
+import datasets  # noqa: F401  (registers the datasets, ImageFolder included)
 from clip import clip
 from clip.model import CLIP
 from dassl.config import get_cfg_default
@@ -43,6 +44,11 @@ def test_own_folder_through_train_py_with_its_template(tmp_path):
     train = subprocess.run([*common, "--output-dir", str(tmp_path / "base"), *opts, "DATASET.SUBSAMPLE_CLASSES",
                             "base"], capture_output=True, text=True, env=env)  # fmt: skip
     assert train.returncode == 0, train.stderr[-2000:]
+    # Before training, the run says what MMRL's per-dataset values did (nothing for the user's own data).
+    log = (tmp_path / "base" / "log.txt").read_text()
+    block = "Per-dataset settings: configs/trainers/MMRL/datasets.yaml (ImageFolder, TASK B2N)\n"
+    assert block + "  none for ImageFolder under TASK B2N\n" in log
+    assert log.index(block) < log.index("Building MMRL")
     test = subprocess.run([*common, "--output-dir", str(tmp_path / "new"), "--model-dir", str(tmp_path / "base"),
                            "--eval-only", *opts, "DATASET.SUBSAMPLE_CLASSES", "new"], capture_output=True, text=True,
                           env=env)  # fmt: skip

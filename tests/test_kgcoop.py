@@ -12,8 +12,9 @@ from clip.model import CLIP
 from dassl.config import get_cfg_default
 from trainers.base import ConfigError
 from trainers.config import extend_cfg
-from trainers.coop.coop import coop_node
-from trainers.kgcoop import KgCoOp
+from trainers.coop import official
+from trainers.coop.coop import CoOp
+from trainers.coop.kgcoop import KgCoOp, build_kgcoop
 
 CLASSNAMES = ["banded", "blotchy", "braided", "bubbly", "chequered"]
 
@@ -104,15 +105,12 @@ def test_seeded_run_reproduces_the_official_implementation(tiny_path, setting, o
     assert logits.flatten().tolist() == pytest.approx(sum(expected["logits"], []), abs=1e-4)
 
 
-def test_add_config_adds_w_to_coops_node_and_keeps_its_keys():
+def test_kgcoop_shares_coops_node_and_adds_w():
+    assert KgCoOp.NODE == CoOp.NODE == "COOP"
+    assert KgCoOp.DEFAULTS == {**CoOp.DEFAULTS, "W": 1.0}
     cfg = get_cfg_default()
-    cfg.TRAINER.COOP = coop_node()
-    cfg.TRAINER.COOP.N_CTX = 7  # a CoOp value set before KgCoOp's add_config runs
-    KgCoOp.add_config(cfg)
-    assert cfg.TRAINER.COOP.N_CTX == 7 and cfg.TRAINER.COOP.W == 1.0
-    fresh = get_cfg_default()
-    KgCoOp.add_config(fresh)  # no CoOp node yet: created with CoOp's defaults
-    assert dict(fresh.TRAINER.COOP) == {**coop_node(), "W": 1.0}
+    extend_cfg(cfg)  # the union of both: a KgCoOp YAML file and a CoOp one both merge
+    assert dict(cfg.TRAINER.COOP) == {**CoOp.DEFAULTS, "W": 1.0}
 
 
 def test_official_checkpoint_loads_and_a_foreign_one_is_refused(tiny_path):
@@ -156,3 +154,21 @@ def test_resuming_from_an_official_folder_keeps_ctx_and_its_momentum(tiny_path):
     t.optim.load_state_dict(adapted["optimizer"])
     assert torch.equal(t.model.learner.ctx, ctx)
     assert torch.equal(t.optim.state[t.model.learner.ctx]["momentum_buffer"], momentum)
+
+
+def test_the_plain_factory_draws_only_the_context_the_trainer_replays_the_rest(tiny_path):
+    """build_kgcoop draws the random context and nothing else; the trainer path draws, after it, what the
+    official build draws (its seeded pins above depend on that)."""
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    cfg.merge_from_list(["DATASET.NAME", "DescribableTextures", "TRAINER.COOP.N_CTX", 4])
+    clip_model = CLIP(tiny_clip_config()).float()
+    torch.manual_seed(11)
+    model = build_kgcoop(cfg, CLASSNAMES, clip_model)
+    after_factory = torch.get_rng_state()
+    torch.manual_seed(11)
+    ctx = torch.empty(4, 64).normal_(std=0.02)  # the one tensor the model draws and keeps
+    assert torch.equal(torch.get_rng_state(), after_factory)
+    assert torch.equal(model.learner.ctx, ctx)
+    official.replay_kgcoop_build(clip_model, cfg.TRAINER.COOP)
+    assert not torch.equal(torch.get_rng_state(), after_factory)

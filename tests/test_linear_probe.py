@@ -17,7 +17,7 @@ from dassl.engine import build_trainer
 from datasets.synthetic import make_dataset
 from trainers.base import ConfigError
 from trainers.config import extend_cfg
-from trainers.linear_probe import C_SWEEP, LinearHead, logistic_regression, search_c
+from trainers.linear_probe.linear_probe import C_SWEEP, LinearHead, logistic_regression, search_c
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sklearn = pytest.importorskip("sklearn")

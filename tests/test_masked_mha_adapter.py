@@ -22,7 +22,7 @@ from datasets.synthetic import make_dataset
 from tests.tiny import tiny_clip_config
 from trainers.base import ConfigError
 from trainers.config import extend_cfg
-from trainers.masked_mha_adapter import MaskedMHAAdapter, MultiModalAdapter, adapted_logits
+from trainers.masked_mha_adapter.masked_mha_adapter import MaskedAttentionAdapter, MaskedMHAAdapter, adapted_logits
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, "configs", "trainers", "MaskedMHAAdapter", "vit_b16.yaml")
@@ -65,7 +65,7 @@ def make_cfg(tiny_path: str, root: str, opts: list | None = None):
     return cfg
 
 
-def perturbed(adapter: MultiModalAdapter, seed: int = 0) -> MultiModalAdapter:
+def perturbed(adapter: MaskedAttentionAdapter, seed: int = 0) -> MaskedAttentionAdapter:
     """Weights moved off their init (zero biases would hide mistakes)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -74,7 +74,7 @@ def perturbed(adapter: MultiModalAdapter, seed: int = 0) -> MultiModalAdapter:
     return adapter.eval()
 
 
-def by_hand(adapter: MultiModalAdapter, seq: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def by_hand(adapter: MaskedAttentionAdapter, seq: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """The two-linear adapter written out with plain ops: (outputs (L, B, D), head-averaged weights (B, L, L))."""
     p = dict(adapter.named_parameters())
     x = seq @ p["downsampler.0.weight"].T + p["downsampler.0.bias"]
@@ -106,7 +106,7 @@ MASKS = {
 @pytest.mark.parametrize("mask", list(MASKS))
 def test_two_class_logits_match_plain_torch(mask):
     torch.manual_seed(1)
-    adapter = perturbed(MultiModalAdapter(16, down_dim=8, bottleneck=4, heads=2, mask=mask))
+    adapter = perturbed(MaskedAttentionAdapter(16, down_dim=8, bottleneck=4, heads=2, mask=mask))
     images = F.normalize(torch.randn(3, 16), dim=-1)
     texts = F.normalize(torch.randn(2, 16), dim=-1)
     scale = torch.tensor(math.log(100.0))
@@ -125,7 +125,7 @@ def test_two_class_logits_match_plain_torch(mask):
 @pytest.mark.parametrize("mask", list(MASKS))
 def test_attention_weights_follow_the_mask(mask):
     torch.manual_seed(2)
-    adapter = perturbed(MultiModalAdapter(16, down_dim=8, bottleneck=4, heads=2, mask=mask))
+    adapter = perturbed(MaskedAttentionAdapter(16, down_dim=8, bottleneck=4, heads=2, mask=mask))
     seq = torch.randn(3, 5, 16)
     with torch.no_grad():
         out, weights = adapter(seq, return_weights=True)
@@ -148,7 +148,7 @@ def test_which_outputs_a_text_feature_reaches():
     moved[1] += 0.5
     changed = {}
     for mask in MASKS:
-        adapter = perturbed(MultiModalAdapter(16, down_dim=8, bottleneck=4, heads=2, mask=mask))
+        adapter = perturbed(MaskedAttentionAdapter(16, down_dim=8, bottleneck=4, heads=2, mask=mask))
         with torch.no_grad():
             before, after = adapter(seq), adapter(moved)
         changed[mask] = [not torch.allclose(before[i], after[i], atol=1e-6) for i in range(4)]
@@ -160,10 +160,10 @@ def test_which_outputs_a_text_feature_reaches():
 
 
 def test_release_key_layout_and_parameter_counts():
-    adapter = MultiModalAdapter(512)
+    adapter = MaskedAttentionAdapter(512)
     assert {k: tuple(v.shape) for k, v in adapter.state_dict().items()} == RELEASE_KEYS
     assert sum(p.numel() for p in adapter.parameters()) == sum(math.prod(s) for s in RELEASE_KEYS.values()) == 107712
-    single = MultiModalAdapter(512, single_linear=True)
+    single = MaskedAttentionAdapter(512, single_linear=True)
     assert sorted(single.state_dict()) == sorted(
         ["downsampler.weight", "downsampler.bias", "upsampler.weight", "upsampler.bias"]
         + [k for k in RELEASE_KEYS if k.startswith("mha.")]
@@ -237,7 +237,8 @@ def test_blend_zero_is_zero_shot_clip_and_images_are_independent(tiny_path, data
         assert torch.allclose(model(images[3:4]), batch[3:4], atol=1e-5)  # images never see each other
         assert not torch.allclose(batch, logits, atol=1e-3)
         perm = torch.tensor([2, 0, 3, 1])  # the class list permuted: the columns follow (no positions)
-        model._text_features = model.text_features()[perm]
+        text = model.text_features()
+        model.text_features = lambda: text[perm]
         assert torch.allclose(model(images), batch[:, perm], atol=1e-5)
 
 

@@ -50,7 +50,7 @@ def mmrl_model(tiny: CLIP, layers=LAYERS, rep_dim: int = 32, seed: int = 0) -> M
         RepresentationLearner(K, rep_dim, 128, 64, len(layers)), RepresentationProjection(draw_proj_rep(128, 32))
     )
     prompts = clip.tokenize(class_prompts("OxfordPets", ["Abyssinian", "american_bulldog", "tabby_cat"]))
-    return MMRLModel(tiny, learner, layers, prompts, alpha=0.7, fast=False)  # the official op order, bit for bit
+    return MMRLModel(tiny, learner, layers, prompts, alpha=0.7, exact=True)  # the official op order, bit for bit
 
 
 # ---- parameter counts

@@ -17,7 +17,7 @@ from clip.model import CLIP
 from dassl.config import get_cfg_default
 from dassl.engine import build_trainer
 from datasets.synthetic import make_dataset
-from trainers.base import ConfigError, checkpoint_file
+from trainers.base import ConfigError
 from trainers.config import extend_cfg
 from trainers.mmrl import LEARNER_NAME
 
@@ -254,19 +254,6 @@ def test_settings_that_need_the_weights_fail_before_the_model_is_built(tiny_path
     cfg = make_cfg(tiny_path, data_root, opts=opts)
     with pytest.raises(ConfigError, match=message):
         build_trainer(cfg)
-
-
-def test_checkpoint_file_selection(tmp_path):
-    for name in ("model.pth.tar-2", "model.pth.tar-10", "model.pth.tar-9"):
-        (tmp_path / name).touch()
-    assert checkpoint_file(str(tmp_path)).endswith("model.pth.tar-10")  # last epoch
-    assert checkpoint_file(str(tmp_path), 2).endswith("model.pth.tar-2")
-    (tmp_path / "model-best.pth.tar").touch()
-    assert checkpoint_file(str(tmp_path)).endswith("model-best.pth.tar")
-    with pytest.raises(ConfigError, match="--load-epoch 3"):
-        checkpoint_file(str(tmp_path), 3)
-    with pytest.raises(ConfigError, match="--model-dir must be .* holds MultiModalRepresentationLearner/"):
-        checkpoint_file(str(tmp_path / "missing" / LEARNER_NAME))
 
 
 # Regenerate: python -m tools.parity MMRL --scenario seeded --write-pins (MMRLpp likewise).

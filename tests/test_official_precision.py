@@ -19,9 +19,9 @@ from yacs.config import CfgNode
 from clip import clip
 from clip.model import CLIP, build_model
 from tests.tiny import tiny_clip_config
-from trainers.coop.coop import coop_node
-from trainers.deep_prompts import DeepPromptHooks
-from trainers.kgcoop import build_kgcoop
+from trainers.coop.coop import CoOp
+from trainers.coop.kgcoop import build_kgcoop
+from trainers.deep_prompts.mechanism import DeepPromptHooks
 
 CLASSNAMES = ["banded", "blotchy", "braided"]
 
@@ -38,10 +38,9 @@ def seeded_state() -> dict[str, torch.Tensor]:
 def test_kgcoop_teacher_features_are_the_fp16_clip_ones_in_an_fp32_run() -> None:
     state = seeded_state()
     clip_model = build_model(state).float()  # the run's CLIP (PREC fp32)
-    cfg = CfgNode({"DATASET": CfgNode({"NAME": "DescribableTextures"}), "TRAINER": CfgNode({"COOP": coop_node()})})
-    cfg.TRAINER.COOP.CTX_INIT = "a photo of a"
-    model = build_kgcoop(cfg, CLASSNAMES, clip_model)
-    model.encode_teacher()
+    node = CfgNode({**CoOp.DEFAULTS, "CTX_INIT": "a photo of a"})
+    cfg = CfgNode({"DATASET": CfgNode({"NAME": "DescribableTextures"}), "TRAINER": CfgNode({"COOP": node})})
+    teacher = build_kgcoop(cfg, CLASSNAMES, clip_model).teacher()
 
     fp16 = build_model(state)  # the official teacher: the released layout, never cast to fp32
     tokens = clip.tokenize([f"a photo of a {c}, a type of texture." for c in CLASSNAMES])
@@ -49,10 +48,10 @@ def test_kgcoop_teacher_features_are_the_fp16_clip_ones_in_an_fp32_run() -> None
         expected = fp16.encode_text(tokens)
         fp32 = clip_model.encode_text(tokens)
     expected = expected / expected.norm(dim=-1, keepdim=True)
-    assert model.teacher_features.dtype == torch.float16
-    assert torch.equal(model.teacher_features, expected)
+    assert teacher.dtype == torch.float16
+    assert torch.equal(teacher, expected)
     fp32 = fp32 / fp32.norm(dim=-1, keepdim=True)
-    assert not torch.equal(model.teacher_features.float(), fp32)  # what ours computed before
+    assert not torch.equal(teacher.float(), fp32)  # what ours computed before
     assert clip_model.transformer.resblocks[0].mlp.c_fc.weight.dtype == torch.float32  # the run's CLIP untouched
 
 

@@ -52,8 +52,7 @@ def built_clip() -> CLIP:
 def features(trainer: str, dataset: str, clip_model: CLIP) -> torch.Tensor:
     cfg = CfgNode({"DATASET": CfgNode({"NAME": dataset})})
     model = BUILD[trainer](cfg, DTD if dataset == "DescribableTextures" else IMAGENET, clip_model)
-    model.encode_prompts()
-    return model.text_features
+    return model.text_features()
 
 
 @pytest.mark.parametrize("trainer, dataset", list(OFFICIAL_FEATURES))

@@ -1,11 +1,10 @@
-"""Trainers: importing this package imports every method module in it, which registers itself in
-dassl's TRAINER_REGISTRY. A new method is a new module (or package) here: nothing else is edited."""
+"""Trainers: every sub-package here is a method family, imported (and so registered in dassl's
+TRAINER_REGISTRY) when this package is imported. The modules at this level are what methods share
+(``base``, ``config``, ``prompts``, ...). A new method is a new sub-package: nothing else is edited."""
 
 import importlib
 import pkgutil
 
-_SUPPORT = {"base", "config", "prompts", "replay", "protocols"}
-
 for _module in pkgutil.iter_modules(__path__):
-    if _module.name not in _SUPPORT and not _module.name.startswith("_"):
+    if _module.ispkg:
         importlib.import_module(f"{__name__}.{_module.name}")

@@ -1,12 +1,16 @@
 """The base of every CLIP-based trainer: what a method needs and should not write again.
 
 A method is a ``CLIPTrainer`` subclass registered in dassl's ``TRAINER_REGISTRY`` that declares
-- ``NODE`` (its config namespace ``cfg.TRAINER.<NODE>``), ``add_config`` (that node's keys and
-  defaults) and ``dataset_settings`` (its published per-dataset values);
+- ``NODE`` and ``DEFAULTS``: its config node ``cfg.TRAINER.<NODE>`` and that node's keys with the
+  official defaults (its per-dataset values, if any, are ``configs/trainers/<TRAINER>/datasets.yaml``);
 - ``LEARNER_NAME``, the name its learnable module is registered (and checkpointed) under;
-- ``model_factory(cfg, classnames, clip_model) -> nn.Module``, a plain function that builds the
-  model around a frozen CLIP; the model's ``learner`` attribute holds every trained tensor;
+- ``model_factory(cfg, classnames, clip_model, *, template=None) -> nn.Module``, a plain function that
+  builds the model around a frozen CLIP (``template``: the dataset's own prompt template, if it brings
+  one); the model's ``learner`` attribute holds every trained tensor;
 - ``compute_loss`` (and ``model_inference`` if the model's output is not the logits to score).
+
+Only to match its official code bit for bit, a method also names plain functions of its ``official.py``
+(``replay_construction``, ``replay_after_factory``, ``filter_state_dict``, ``filter_optimizer_state``).
 
 The base does the rest: CLIP weights and their checks, precision, freezing, the learnable
 parameter report, the optimizer and scheduler, the training step (AMP included), strict learner
@@ -15,9 +19,8 @@ checkpoints (ours and the official code's, ``--load-epoch``, ``model-best``) and
 
 from __future__ import annotations
 
-import os
 import os.path as osp
-import re
+import pickle
 import zipfile
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
@@ -30,7 +33,7 @@ from torch import Tensor
 from yacs.config import CfgNode
 
 from clip import clip
-from clip.model import CLIP, CLIPConfig, build_model, config_from_state_dict
+from clip.model import CLIP, VIT, CLIPConfig, build_model, config_from_state_dict
 from dassl.engine import TrainerX
 from dassl.evaluation import ModelSelection
 from dassl.metrics import compute_accuracy
@@ -38,49 +41,26 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import UserError, load_checkpoint, load_pretrained_weights
 from dassl.utils.torchtools import first_sentence, state_dict_of
 
-from .prompts import set_dataset_template
+from .replay import build_clip_without_drawing
 
 TASKS = ("B2N", "FS", "CD")  # base-to-novel, few-shot, cross-dataset (and domain generalisation)
 SUBSAMPLES = ("all", "base", "new")
 PRECISIONS = ("fp16", "fp32", "amp")
 
-ModelFactory = Callable[[CfgNode, list[str], CLIP], nn.Module]
+ModelFactory = Callable[..., nn.Module]
+# Parity with the official code (plain functions of a method's official.py):
+ReplayConstruction = Callable[[CLIP, CfgNode], Any]  # (CLIP built without drawing, settings) -> factory's init
+Replay = Callable[[CLIP, CfgNode], None]  # draws after the factory, as the official build does
+StateFilter = Callable[[Mapping[str, Tensor], nn.Module], dict[str, Tensor]]  # official layout -> learner's keys
+OptimizerFilter = Callable[[Mapping[str, Any] | None, Mapping[str, Tensor], nn.Module, str], Any]
 
 
 class ConfigError(UserError, ValueError):
     """A config value or checkpoint that does not fit the model; names the key and the fix."""
 
 
-def checkpoint_file(folder: str, epoch: int | None = None) -> str:
-    """``model.pth.tar-<epoch>`` if given, else ``model-best.pth.tar``, else the last epoch saved."""
-    if not osp.isdir(folder):
-        raise ConfigError(
-            f'No checkpoint folder "{folder}": --model-dir must be the output folder of a training run '
-            f"(which holds {osp.basename(folder)}/)"
-        )
-    files = sorted(os.listdir(folder))
-    if epoch is not None:
-        path = osp.join(folder, f"model.pth.tar-{epoch}")
-        if not osp.isfile(path):
-            raise ConfigError(f'No checkpoint "{path}" (--load-epoch {epoch}); {folder} holds {files}')
-        return path
-    if "model-best.pth.tar" in files:
-        return osp.join(folder, "model-best.pth.tar")
-    epochs = [int(m.group(1)) for f in files if (m := re.fullmatch(r"model\.pth\.tar-(\d+)", f))]
-    if not epochs:
-        raise ConfigError(f"No model.pth.tar-<epoch> or model-best.pth.tar in {folder} (it holds {files})")
-    return osp.join(folder, f"model.pth.tar-{max(epochs)}")
-
-
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def autocast_enabled(device_type: str) -> bool:
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4 takes no argument
-        return torch.is_autocast_enabled() if device_type == "cuda" else torch.is_autocast_cpu_enabled()
 
 
 def grad_scaler() -> torch.amp.GradScaler:
@@ -91,45 +71,62 @@ def grad_scaler() -> torch.amp.GradScaler:
 
 
 def load_clip(cfg: CfgNode) -> dict[str, Tensor]:
-    """CLIP's state dict named by MODEL.BACKBONE (downloaded once) or read from MODEL.BACKBONE.PATH."""
+    """CLIP's state dict read from MODEL.BACKBONE.PATH, or named by MODEL.BACKBONE.NAME (downloaded once)."""
     name, path = cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PATH
-    try:
-        state_dict = clip.load_clip_state_dict(name, path)
-        config_from_state_dict(state_dict)
-    except (OSError, RuntimeError, ValueError, KeyError, NotImplementedError, EOFError, zipfile.BadZipFile) as e:
-        source = f"MODEL.BACKBONE.PATH {path}" if path else name
-        if path and osp.isfile(path) and not isinstance(e, NotImplementedError):
+    if path:
+        if not osp.isfile(path):
             raise ConfigError(
-                f"cannot get the CLIP weights ({source}): {first_sentence(e)}: the file is truncated or not a CLIP "
-                "checkpoint; pass OpenAI's file (e.g. ViT-B-16.pt) or a CLIP state dict saved with torch.save"
+                f"MODEL.BACKBONE.PATH {path} does not exist: fix the path, or leave it empty to download {name}"
+            )
+        try:
+            state_dict = clip.load_state_dict_from_file(path)
+            config_from_state_dict(state_dict)
+        except (OSError, RuntimeError, ValueError, KeyError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
+            raise ConfigError(
+                f"cannot get the CLIP weights (MODEL.BACKBONE.PATH {path}): {first_sentence(e)}: the file is "
+                "truncated or not a CLIP checkpoint; pass OpenAI's file (e.g. ViT-B-16.pt) or a CLIP state dict "
+                "saved with torch.save"
             ) from e
+        return state_dict
+    if clip.model_family(name) is None:
         raise ConfigError(
-            f"cannot get the CLIP weights ({source}): {e}. "
-            "Without network access, pass a local OpenAI checkpoint with MODEL.BACKBONE.PATH /path/to/file.pt"
+            f"MODEL.BACKBONE.NAME {name!r} is not a published CLIP ({', '.join(clip.available_models())}); "
+            "name one of them, or pass a weights file with MODEL.BACKBONE.PATH"
+        )
+    try:
+        return clip.load_clip_state_dict(name)
+    except (OSError, RuntimeError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ConfigError(
+            f"cannot get the CLIP weights of {name}: {str(e).rstrip('.')}. Without network access, download "
+            f"{name}'s file elsewhere and pass it with MODEL.BACKBONE.PATH /path/to/file.pt"
         ) from e
-    return state_dict
 
 
 class CLIPTrainer(TrainerX):
     """A Dassl ``TrainerX`` around a frozen CLIP and one learnable module (see the module docstring)."""
 
     NODE: ClassVar[str | None] = None  # cfg.TRAINER.<NODE>; None for a method without settings
+    # The node's keys with the official defaults (the YAML files set the values used). A method that
+    # shares another's node (KgCoOp on CoOp's TRAINER.COOP) names it and extends its DEFAULTS.
+    DEFAULTS: ClassVar[Mapping[str, Any]] = {}
     LEARNER_NAME: ClassVar[str] = "prompt_learner"
-    # Buffers of the learner rebuilt from the class names (CoOp's token prefix/suffix): a checkpoint
-    # of other classes must not override them, and they need not be in a checkpoint.
-    REBUILT_KEYS: ClassVar[tuple[str, ...]] = ()
     TRAINABLE: ClassVar[bool] = True  # False: nothing to train (zero-shot), --eval-only needs no --model-dir
+    # Image-tower families the method runs on ("ViT", "ResNet": clip.model.VIT, RESNET); others are refused
+    # before any work. ViT only unless a method says more (most reach into the ViT's blocks).
+    BACKBONES: ClassVar[tuple[str, ...]] = (VIT,)
+    LOG_ACCURACY: ClassVar[bool] = True  # False: the training log shows the loss only, as the official trainer
     model_factory: ClassVar[ModelFactory]
 
-    # ---- Config: declared by each method, collected by trainers/config.py.
-    @classmethod
-    def add_config(cls, cfg: CfgNode) -> None:
-        """Add the method's node ``cfg.TRAINER.<NODE>`` with the official defaults (keep existing keys)."""
-
-    @classmethod
-    def dataset_settings(cls, dataset: str, task: str) -> dict[str, Any]:
-        """The method's published per-dataset settings as ``{full config key: value}``."""
-        return {}
+    # Parity with the official code, from the method's official.py (None: nothing to replay or map).
+    # replay_construction: the official CLIP construction draws the model's initial values among its own
+    # draws; given our CLIP built without drawing, it draws the same and returns those values, which the
+    # factory gets as ``init``. replay_after_factory: what the official build draws after the model's own
+    # tensors. filter_state_dict: the learner's tensors out of an official checkpoint's state dict.
+    # filter_optimizer_state: an official optimizer state mapped onto the learner (resuming from it).
+    replay_construction: ClassVar[ReplayConstruction | None] = None
+    replay_after_factory: ClassVar[Replay | None] = None
+    filter_state_dict: ClassVar[StateFilter | None] = None
+    filter_optimizer_state: ClassVar[OptimizerFilter | None] = None
 
     @classmethod
     def scores_new_classes(cls, cfg: CfgNode) -> bool:
@@ -155,6 +152,19 @@ class CLIPTrainer(TrainerX):
         subsample = cfg.DATASET.SUBSAMPLE_CLASSES
         if subsample not in SUBSAMPLES:
             raise ConfigError(f"DATASET.SUBSAMPLE_CLASSES must be one of {', '.join(SUBSAMPLES)}, got {subsample!r}")
+        family = clip.model_family(cfg.MODEL.BACKBONE.NAME)
+        if family is not None and not cfg.MODEL.BACKBONE.PATH:  # a file given is checked once read
+            self.check_backbone(cfg, family, f"MODEL.BACKBONE.NAME {cfg.MODEL.BACKBONE.NAME}")
+
+    def check_backbone(self, cfg: CfgNode, family: str, source: str) -> None:
+        """Refuse a backbone family the method does not run on, naming the ones it does."""
+        if family in self.BACKBONES:
+            return
+        names = [m for m in clip.available_models() if clip.model_family(m) in self.BACKBONES]
+        raise ConfigError(
+            f"{source} is a {family} CLIP, but {cfg.TRAINER.NAME} runs on {' and '.join(self.BACKBONES)} "
+            f"backbones only ({', '.join(names)}): choose one of those"
+        )
 
     # ---- CLIP.
     def precision(self) -> str:
@@ -176,6 +186,8 @@ class CLIPTrainer(TrainerX):
         cfg = self.cfg
         state_dict = load_clip(cfg)
         arch = config_from_state_dict(state_dict)
+        path = cfg.MODEL.BACKBONE.PATH
+        self.check_backbone(cfg, arch.family, f"MODEL.BACKBONE.PATH {path}" if path else cfg.MODEL.BACKBONE.NAME)
         size = tuple(cfg.INPUT.SIZE)
         if size != (arch.image_resolution, arch.image_resolution):
             raise ConfigError(
@@ -185,34 +197,46 @@ class CLIPTrainer(TrainerX):
         self.check_architecture(arch)
         return state_dict
 
-    def construct_clip(self, state_dict: dict[str, Tensor]) -> CLIP:
-        """Hook: the CLIP module. Building it draws the random numbers OpenAI's construction draws,
-        as the official trainers' ``clip.build_model`` does; a method whose official code draws
-        otherwise replays that instead."""
-        return build_model(state_dict)
+    def build_clip(self) -> tuple[CLIP, Any]:
+        """The frozen CLIP in the run's precision, and the initial values its construction drew for the
+        model (``replay_construction``; None without one).
 
-    def build_clip(self) -> CLIP:
-        """The frozen CLIP in the run's precision (OpenAI's weights are fp16: fp32 and amp cast up)."""
+        Building CLIP draws the random numbers OpenAI's construction draws, as the official trainers'
+        ``clip.build_model`` does. ``exact`` (``EXACT True``) runs prompts over all 77 positions (and a
+        ResNet's pooling from every query); by default they stop after the longest EOT (see CLIP).
+        OpenAI's weights are fp16: fp32 and amp cast up.
+        """
         cfg = self.cfg
         source = f", weights: {cfg.MODEL.BACKBONE.PATH}" if cfg.MODEL.BACKBONE.PATH else ""
         print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME}{source})")
-        clip_model = self.construct_clip(self.load_clip_weights())
-        clip_model.cut_text = not cfg.EXACT  # prompts cut after the longest EOT: see CLIP
+        state_dict = self.load_clip_weights()
+        init = None
+        if self.replay_construction is None:
+            clip_model = build_model(state_dict, exact=cfg.EXACT)
+        else:
+            clip_model = build_clip_without_drawing(lambda: build_model(state_dict, exact=cfg.EXACT))
+            init = self.replay_construction(clip_model, self.settings)
         if self.prec in ("fp32", "amp"):
             clip_model.float()
-        return clip_model.requires_grad_(False)
+        return clip_model.requires_grad_(False), init
+
+    def dataset_template(self) -> str | None:
+        """The prompt template the dataset brings itself (ImageFolder's DATASET.FOLDER.TEMPLATE), if any."""
+        return getattr(self.dm.dataset, "template", "") or None
 
     # ---- Model.
     def build_model(self) -> None:
         cfg = self.cfg
         self.prec = self.precision()
-        if getattr(self.dm.dataset, "template", ""):  # a dataset that brings its own prompt (ImageFolder)
-            set_dataset_template(cfg.DATASET.NAME, self.dm.dataset.template)
-        clip_model = self.build_clip()
+        clip_model, init = self.build_clip()
         print(f"Building {cfg.TRAINER.NAME}")
-        self.model = self.make_model(list(self.dm.dataset.classnames), clip_model)
+        build_args: dict[str, Any] = {"template": self.dataset_template()}
+        if self.replay_construction is not None:
+            build_args["init"] = init
+        self.model = type(self).model_factory(cfg, list(self.dm.dataset.classnames), clip_model, **build_args)
+        if self.replay_after_factory is not None:
+            self.replay_after_factory(clip_model, self.settings)
         self.model.to(self.device)
-        self.after_build()
         learner = self.model.learner
         names = [name for name, p in learner.named_parameters() if p.requires_grad]
         print(f"Parameters to be updated: {names}")
@@ -229,13 +253,6 @@ class CLIPTrainer(TrainerX):
     def init_learner(self, learner: nn.Module, path: str) -> None:
         """Hook: start from MODEL.INIT_WEIGHTS. Upstream's: copy the tensors whose names and shapes match."""
         load_pretrained_weights(learner, path)
-
-    def make_model(self, classnames: list[str], clip_model: CLIP) -> nn.Module:
-        """Hook: the model; by default the method's plain ``model_factory``."""
-        return type(self).model_factory(self.cfg, classnames, clip_model)
-
-    def after_build(self) -> None:
-        """Hook: work once the model is on its device (e.g. frozen zero-shot features)."""
 
     # ---- Training and inference.
     def parse_batch_train(self, batch: dict) -> tuple[Tensor, Tensor]:
@@ -259,7 +276,9 @@ class CLIPTrainer(TrainerX):
             self.detect_anomaly(loss)
             loss.backward()
             self.optim.step()
-        summary = {"loss": loss.item(), "acc": compute_accuracy(logits, label)[0].item()}
+        summary = {"loss": loss.item()}
+        if self.LOG_ACCURACY:
+            summary["acc"] = compute_accuracy(logits, label)[0].item()
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()
         return summary
@@ -280,11 +299,13 @@ class CLIPTrainer(TrainerX):
     def learner_state(self, learner: nn.Module, state_dict: Mapping[str, Tensor], source: str) -> dict[str, Tensor]:
         """The learner's tensors out of a checkpoint's state dict, checked key by key and shape by shape.
 
-        Accepts ours and the official layout (optionally under ``module.``); the rebuilt buffers are
-        taken from the current model. A method whose official files hold more (the frozen CLIP, ...)
-        overrides this to pick its tensors out.
+        Accepts ours and, through ``filter_state_dict``, the official layout (either optionally under
+        ``module.``); the rebuilt buffers are taken from the current model.
         """
-        given = {k.removeprefix("module."): v for k, v in state_dict.items() if k not in self.REBUILT_KEYS}
+        given = {k.removeprefix("module."): v for k, v in state_dict.items()}
+        if self.filter_state_dict is not None:
+            given = self.filter_state_dict(given, learner)
+        given = {k: v for k, v in given.items() if k not in self.REBUILT_KEYS}
         expected = {k: v for k, v in learner.state_dict().items() if k not in self.REBUILT_KEYS}
         missing = [k for k in expected if k not in given]
         unexpected = [k for k in given if k not in expected]
@@ -301,21 +322,11 @@ class CLIPTrainer(TrainerX):
                 )
         return {**learner.state_dict(), **given}
 
-    def load_model(self, directory: str, epoch: int | None = None) -> None:
-        """Load our checkpoints or the official ones (``--model-dir``, ``--load-epoch``).
-
-        ``epoch`` given: ``model.pth.tar-<epoch>``; else ``model-best.pth.tar`` if there is one
-        (upstream Dassl's default), else the last epoch saved (what a default run leaves).
-        """
-        if not directory:
-            print("Note that load_model() is skipped as no pretrained model is given")
-            return
-        for name in self.get_model_names():
-            path = checkpoint_file(osp.join(directory, name), epoch)
-            checkpoint = load_checkpoint(path, keys=("state_dict", "epoch"))
-            learner = self._models[name]
-            learner.load_state_dict(self.learner_state(learner, checkpoint["state_dict"], path))
-            print(f'Loaded weights to {name} from "{path}" (epoch = {checkpoint["epoch"]})')
+    def load_checkpoint_into(self, name: str, checkpoint: dict[str, Any], path: str) -> None:
+        """Ours or an official checkpoint (``--model-dir``, ``--load-epoch``), strictly."""
+        learner = self._models[name]
+        learner.load_state_dict(self.learner_state(learner, checkpoint["state_dict"], path))
+        print(f'Loaded weights to {name} from "{path}" (epoch = {checkpoint["epoch"]})')
 
     def load_init_weights(self) -> None:
         """``--eval-only`` without ``--model-dir``: the learner is MODEL.INIT_WEIGHTS, every tensor of it.
@@ -337,4 +348,10 @@ class CLIPTrainer(TrainerX):
         learner = self._models[name]
         if checkpoint["state_dict"].keys() == learner.state_dict().keys():
             return checkpoint
-        return {**checkpoint, "state_dict": self.learner_state(learner, checkpoint["state_dict"], path)}
+        adapted = dict(checkpoint)
+        if self.filter_optimizer_state is not None:
+            adapted["optimizer"] = self.filter_optimizer_state(
+                checkpoint.get("optimizer"), checkpoint["state_dict"], learner, path
+            )
+        adapted["state_dict"] = self.learner_state(learner, checkpoint["state_dict"], path)
+        return adapted

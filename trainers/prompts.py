@@ -1,12 +1,23 @@
-"""Class prompts: the per-dataset templates of CoOp's zero-shot CLIP, shared by the methods.
+"""Class prompts, one implementation for every method: their text and their fixed token embeddings.
 
-CoOp's ``CUSTOM_TEMPLATES`` (also the prompts of the MMRL paper's Table 7); a method whose official
-code uses other templates passes its own table to ``class_prompts``.
+- ``prompt_template``: the template a dataset's prompts use: the dataset's own (ImageFolder's
+  ``DATASET.FOLDER.TEMPLATE``, which the trainer passes to every factory as ``template``) or else the
+  method's table, CoOp's ``TEMPLATES`` by default (also the prompts of the MMRL paper's Table 7).
+- ``class_prompts``: one prompt per class from that template.
+- ``ClassPrompts``: the fixed parts of "<context> <class name>." for prompt learners (SOS embedding,
+  the rest of the tokens, EOT positions), under the official buffer names ``token_prefix`` / ``token_suffix``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from clip import clip
+from clip.model import CLIP
+from clip.tokenizer import default_tokenizer
 
 TEMPLATES = {
     "OxfordPets": "a photo of a {}, a type of pet.",
@@ -33,17 +44,43 @@ def class_name(name: str) -> str:
     return name.replace("_", " ")
 
 
-# Templates a dataset brings itself (ImageFolder's DATASET.FOLDER.TEMPLATE), set at build time by the
-# trainer; they win over every method's table, as the user asked for them.
-_DATASET_TEMPLATES: dict[str, str] = {}
+def prompt_template(dataset: str, template: str | None = None, table: Mapping[str, str] = TEMPLATES) -> str:
+    """The dataset's own ``template`` if it brings one (the user asked for it), else ``table``'s entry."""
+    return template or table.get(dataset, DEFAULT_TEMPLATE)
 
 
-def set_dataset_template(dataset: str, template: str) -> None:
-    """Prompt every class of ``dataset`` with ``template`` (one "{}"), whatever the method's own table says."""
-    _DATASET_TEMPLATES[dataset] = template
+def class_prompts(
+    dataset: str, classnames: Sequence[str], templates: Mapping[str, str] = TEMPLATES, template: str | None = None
+) -> list[str]:
+    """One prompt per class from ``prompt_template(dataset, template, templates)``."""
+    chosen = prompt_template(dataset, template, templates)
+    return [chosen.format(class_name(name)) for name in classnames]
 
 
-def class_prompts(dataset: str, classnames: Sequence[str], templates: Mapping[str, str] = TEMPLATES) -> list[str]:
-    """One prompt per class from the dataset's template."""
-    template = _DATASET_TEMPLATES.get(dataset) or templates.get(dataset, DEFAULT_TEMPLATE)
-    return [template.format(class_name(name)) for name in classnames]
+def template_not_used(method: str, template: str | None) -> None:
+    """Say so when a dataset brings a template to a method whose prompts are learned context + class name."""
+    if template:
+        print(f'Note: {method} learns its prompt context; the dataset\'s template "{template}" is not used')
+
+
+class ClassPrompts(nn.Module):
+    """The fixed parts of "<stand-in> <class name>." per class: SOS embedding, the rest, EOT positions.
+
+    ``stand_in`` is the text whose first ``n_ctx`` tokens the learned context replaces. ``token_prefix`` /
+    ``token_suffix`` are saved in checkpoints (the official ones hold them) but rebuilt from the current
+    class names on load; ``eot`` and ``name_lens`` are not saved.
+    """
+
+    def __init__(self, classnames: Sequence[str], stand_in: str, n_ctx: int, clip_model: CLIP) -> None:
+        super().__init__()
+        names = [class_name(name) for name in classnames]
+        tokenizer = default_tokenizer()
+        self.name_lens = [len(tokenizer.encode(name)) for name in names]
+        tokens = clip.tokenize([f"{stand_in} {name}." for name in names])
+        with torch.no_grad():
+            embedding = clip_model.token_embeddings(tokens)
+        self.register_buffer("token_prefix", embedding[:, :1])
+        self.register_buffer("token_suffix", embedding[:, 1 + n_ctx :])
+        self.register_buffer("eot", tokens.argmax(dim=-1), persistent=False)
+        self.n_cls = len(names)
+        self.shared = 1  # leading positions the same in every class prompt (SOS); learners may widen it

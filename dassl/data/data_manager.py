@@ -99,6 +99,7 @@ class DataManager:
             dataset_wrapper=dataset_wrapper,
         )
 
+        # Upstream's unlabelled loader (its SSL / DA trainers; no dataset here has train_u): dassl/compat.py.
         self.train_loader_u = None
         if dataset.train_u:
             u = x if loader_cfg.TRAIN_U.SAME_AS_X else loader_cfg.TRAIN_U

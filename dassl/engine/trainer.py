@@ -1,7 +1,7 @@
 """The trainer hierarchy: ``TrainerBase`` (models, checkpoints, loop) -> ``SimpleTrainer`` -> ``TrainerX``.
 
 Method trainers override hooks (``build_model``, ``forward_backward``, ``model_inference``,
-``parse_batch_*``, ``load_model``, ...). Behaviour that shapes the numbers follows upstream
+``parse_batch_*``, ``load_checkpoint_into``, ...). Behaviour that shapes the numbers follows upstream
 Dassl: the order of the loop, when checkpoints and tests happen, and that the base classes
 never step the LR scheduler — ``forward_backward`` calls ``self.update_lr()`` after the last
 batch of each epoch (the CoOp/MMRL convention), so every scheduler step is the trainer's own.
@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import datetime
 import functools
-import inspect
 import os
 import os.path as osp
-import re
 import time
 from collections import OrderedDict
 from typing import Any
@@ -24,7 +22,9 @@ import torch.nn as nn
 from tqdm import tqdm
 from yacs.config import CfgNode
 
+from dassl import compat
 from dassl.data import DataManager
+from dassl.engine.checkpoints import checkpoint_path, selection_of
 from dassl.engine.preflight import nothing_to_resume
 from dassl.engine.resume_state import RESUME_FILE, RESUME_KEYS, rng_state, set_rng_state
 from dassl.evaluation import ModelSelection, build_evaluator, run_metadata
@@ -43,72 +43,25 @@ from dassl.utils.crash_points import crash_point
 
 __all__ = ["TrainerBase", "SimpleTrainer", "TrainerX"]
 
-# Buffers CoOp-style prompt learners rebuild from the class names; stale copies must not override them.
-_REBUILT_KEYS = ("token_prefix", "token_suffix")
 
-
-def checkpoint_epoch(path: str) -> int | None:
-    """The ``epoch`` stored in a checkpoint (completed epochs), or None if it cannot be read.
-
-    Memory-mapped first, so only the small pickled header is read, not the tensors.
-    """
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
-    except Exception:
-        try:
-            return int(load_checkpoint(path)["epoch"])
-        except Exception:
-            return None
-
-
-def loaded_model_selection(directory: str, names: list[str], epoch: int | None) -> ModelSelection | None:
-    """Which checkpoint ``load_model(directory, epoch)`` restored, told from the files it finds there.
-
-    A given epoch is that epoch; otherwise ``model-best.pth.tar`` if present (best on val), else
-    the highest ``model.pth.tar-<N>`` (the last epoch saved). None when nothing was loaded.
-    """
-    if not directory:
-        return None
-    model_dir = osp.abspath(directory)
-    if epoch is not None:
-        return ModelSelection("epoch", int(epoch), model_dir)
-    folder = osp.join(directory, names[0]) if names else directory
-    best = osp.join(folder, "model-best.pth.tar")
-    if osp.isfile(best):
-        return ModelSelection("best_val", checkpoint_epoch(best), model_dir)
-    files = os.listdir(folder) if osp.isdir(folder) else []
-    epochs = [int(m.group(1)) for f in files if (m := re.fullmatch(r"model\.pth\.tar-(\d+)", f))]
-    return ModelSelection("last", max(epochs) if epochs else None, model_dir)
-
-
-def _records_model_selection(load_model: Any) -> Any:
-    """Wrap a ``load_model`` so the trainer remembers which model it loaded (for metrics.json).
-
-    Applied to ``TrainerBase.load_model`` and to every override (``__init_subclass__``), so method
-    trainers, ours or the official ones, need no change to report the evaluated epoch.
-    """
-    if getattr(load_model, "_records_model_selection", False):
-        return load_model
-
-    @functools.wraps(load_model)
-    def wrapper(self: TrainerBase, directory: str, epoch: int | None = None, *args: Any, **kwargs: Any) -> Any:
-        out = load_model(self, directory, epoch, *args, **kwargs)
-        selection = loaded_model_selection(directory, self.get_model_names(), epoch)
-        if selection is not None:
-            self.model_selection = selection
-        return out
-
-    wrapper._records_model_selection = True  # type: ignore[attr-defined]
-    return wrapper
+def _record_selection(trainer: TrainerBase, directory: str, epoch: int | None) -> None:
+    """What ``load_model`` records, for an upstream trainer's own ``load_model`` (dassl/compat.py)."""
+    names = trainer.get_model_names()
+    if names:
+        trainer.model_selection = selection_of(checkpoint_path(osp.join(directory, names[0]), epoch), epoch, directory)
 
 
 class TrainerBase:
     """Registered models with their optimizers/schedulers, checkpoint I/O and the epoch loop."""
 
+    # Buffers a trainer's models rebuild from the class names (CoOp's token prefix/suffix): a checkpoint
+    # of other classes must not override them, and they need not be in a checkpoint.
+    REBUILT_KEYS: tuple[str, ...] = ()
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "load_model" in cls.__dict__:
-            cls.load_model = _records_model_selection(cls.__dict__["load_model"])  # type: ignore[method-assign]
+        if "load_model" in cls.__dict__:  # upstream-only: an own loader (ours override load_checkpoint_into)
+            cls.load_model = compat.records_model_selection(cls.__dict__["load_model"], _record_selection)
 
     def __init__(self) -> None:
         # The model test() scores, written to metrics.json: set by load_model, after_epoch, after_train.
@@ -193,27 +146,32 @@ class TrainerBase:
         """
         return checkpoint
 
-    @_records_model_selection
     def load_model(self, directory: str, epoch: int | None = None) -> None:
-        """Load ``<directory>/<name>/model-best.pth.tar`` (or ``model.pth.tar-<epoch>``) into each model.
+        """Load every registered model from ``<directory>/<name>/`` and record which checkpoint (metrics.json).
 
-        Loading is non-strict and drops ``token_prefix``/``token_suffix`` (CoOp convention), so a
-        checkpoint holding only trainable tensors restores into the full model.
+        The file is ``checkpoint_path``'s: ``model.pth.tar-<epoch>`` if given, else ``model-best.pth.tar``,
+        else the last epoch saved. How a checkpoint goes into a model is ``load_checkpoint_into``'s business.
         """
         if not directory:
             print("Note that load_model() is skipped as no pretrained model is given")
             return
-        model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
-        for name in self.get_model_names():
-            model_path = osp.join(directory, name, model_file)
-            if not osp.exists(model_path):
-                raise FileNotFoundError(f'Model not found at "{model_path}"')
-            checkpoint = load_checkpoint(model_path, keys=("state_dict", "epoch"))
-            state_dict = {k: v for k, v in checkpoint["state_dict"].items() if k not in _REBUILT_KEYS}
-            print(f'Loading weights to {name} from "{model_path}" (epoch = {checkpoint["epoch"]})')
-            unexpected = self._models[name].load_state_dict(state_dict, strict=False).unexpected_keys
-            if unexpected:
-                print(f"Ignored {len(unexpected)} keys the model does not have, e.g. {unexpected[:5]}")
+        paths = [checkpoint_path(osp.join(directory, name), epoch) for name in self.get_model_names()]
+        for name, path in zip(self.get_model_names(), paths):
+            self.load_checkpoint_into(name, load_checkpoint(path, keys=("state_dict", "epoch")), path)
+        if paths:
+            self.model_selection = selection_of(paths[0], epoch, directory)
+
+    def load_checkpoint_into(self, name: str, checkpoint: dict[str, Any], path: str) -> None:
+        """Hook: put the checkpoint read from ``path`` into model ``name``.
+
+        Here non-strict, without the ``REBUILT_KEYS``, so a checkpoint holding only trainable tensors
+        restores into the full model.
+        """
+        state_dict = {k: v for k, v in checkpoint["state_dict"].items() if k not in self.REBUILT_KEYS}
+        print(f'Loading weights to {name} from "{path}" (epoch = {checkpoint["epoch"]})')
+        unexpected = self._models[name].load_state_dict(state_dict, strict=False).unexpected_keys
+        if unexpected:
+            print(f"Ignored {len(unexpected)} keys the model does not have, e.g. {unexpected[:5]}")
 
     def set_model_mode(self, mode: str = "train", names: str | list[str] | None = None) -> None:
         if mode not in ("train", "test", "eval"):
@@ -334,7 +292,7 @@ class SimpleTrainer(TrainerBase):
 
     def build_data_loader(self) -> None:
         """Set ``dm``, the loaders, ``num_classes``, ``num_source_domains`` and ``lab2cname``."""
-        dm = DataManager(self.cfg)
+        dm = DataManager(self.cfg, custom_tfm_train=self.train_transform())
         self.train_loader_x = dm.train_loader_x
         self.train_loader_u = dm.train_loader_u
         self.val_loader = dm.val_loader
@@ -343,6 +301,10 @@ class SimpleTrainer(TrainerBase):
         self.num_source_domains = dm.num_source_domains
         self.lab2cname = dm.lab2cname
         self.dm = dm
+
+    def train_transform(self) -> Any:
+        """Hook: the training images' transform; None: the one ``INPUT.TRANSFORMS`` names."""
+        return None
 
     def build_model(self) -> None:
         """Hook: build the model, its optimizer and scheduler, and ``register_model`` them."""
@@ -470,10 +432,7 @@ class SimpleTrainer(TrainerBase):
             self.evaluator.process(self.model_inference(input), label)
             crash_point("test_batch")
 
-        if "run_info" in inspect.signature(self.evaluator.evaluate).parameters:
-            results = self.evaluator.evaluate(run_info=self.evaluation_run_info(split))
-        else:  # an upstream-style evaluator: the printed block only
-            results = self.evaluator.evaluate()
+        results = compat.evaluate(self.evaluator, self.evaluation_run_info(split))
         for k, v in results.items():
             self.write_scalar(f"{split}/{k}", v, self.epoch)
         return list(results.values())[0]

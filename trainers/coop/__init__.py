@@ -1,38 +1,20 @@
-"""CoOp, CoCoOp and zero-shot CLIP (github KaiyangZhou/CoOp). ``coop.py`` holds the prompt learner
-the CoOp family reuses (see its docstring for the API)."""
+"""The CoOp family (github KaiyangZhou/CoOp, htyao89/KgCoOp): CoOp, CoCoOp, KgCoOp and zero-shot CLIP.
+``coop.py`` holds the prompt learner the family reuses (see its docstring for the API)."""
 
-from .cocoop import CoCoOp, CoCoOpModel, CoCoOpPromptLearner, build_cocoop, cocoop_node
-from .coop import (
-    CoOp,
-    CoOpModel,
-    CoOpPromptLearner,
-    PromptModel,
-    PromptTokens,
-    build_coop,
-    context_init,
-    coop_node,
-    cosine_logits,
-)
-from .zsclip import ZeroshotCLIP, ZeroshotCLIP2, ZeroshotModel, build_zeroshot
+from .cocoop import CoCoOp, build_cocoop
+from .coop import CoOp, CoOpPromptLearner, build_coop
+from .kgcoop import KgCoOp, build_kgcoop
+from .zsclip import ZeroshotCLIP, ZeroshotCLIP2, build_zeroshot
 
 __all__ = [
     "CoCoOp",
-    "CoCoOpModel",
-    "CoCoOpPromptLearner",
     "CoOp",
-    "CoOpModel",
     "CoOpPromptLearner",
-    "PromptModel",
-    "PromptTokens",
-    "PromptTrainer",
+    "KgCoOp",
     "ZeroshotCLIP",
     "ZeroshotCLIP2",
-    "ZeroshotModel",
     "build_cocoop",
     "build_coop",
+    "build_kgcoop",
     "build_zeroshot",
-    "cocoop_node",
-    "context_init",
-    "coop_node",
-    "cosine_logits",
 ]

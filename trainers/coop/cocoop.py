@@ -15,28 +15,21 @@ import torch
 from torch import Tensor, nn
 from yacs.config import CfgNode
 
-from clip.model import CLIP
+from clip.model import CLIP, RESNET, VIT
 from dassl.engine import TRAINER_REGISTRY
 
-from .coop import PromptModel, PromptTokens, PromptTrainer, context_init
+from ..logits import clip_logits, l2_normalize
+from ..prompts import ClassPrompts, template_not_used
+from .coop import PromptModel, PromptTrainer, context_init
 
 
-def cocoop_node() -> CfgNode:
-    """``TRAINER.COCOOP`` with the official defaults (CoOp's train.py)."""
-    node = CfgNode()
-    node.N_CTX = 16
-    node.CTX_INIT = ""
-    node.PREC = "fp16"
-    return node
-
-
-class CoCoOpPromptLearner(PromptTokens):
+class CoCoOpPromptLearner(ClassPrompts):
     """Generic context plus a per-image bias from the meta-network."""
 
     def __init__(self, cfg: CfgNode, classnames: list[str], clip_model: CLIP) -> None:
-        s = cfg.TRAINER.COCOOP
-        width, vis_dim = clip_model.ln_final.weight.shape[0], clip_model.visual.proj.shape[1]
-        ctx, stand_in = context_init(width, s.N_CTX, s.CTX_INIT, clip_model)
+        settings = cfg.TRAINER.COCOOP
+        width, vis_dim = clip_model.ln_final.weight.shape[0], clip_model.visual.output_dim
+        ctx, stand_in = context_init(width, settings.N_CTX, settings.CTX_INIT, clip_model)
         n_ctx = ctx.shape[0]
         print(f'Initial context: "{stand_in}"')
         print(f"Number of context words (tokens): {n_ctx}")
@@ -64,18 +57,20 @@ class CoCoOpModel(PromptModel):
 
     def forward(self, image: Tensor) -> Tensor:
         clip_model = self.clip
-        image_features = clip_model.encode_image(image.type(clip_model.dtype))
-        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
+        image_features = l2_normalize(clip_model.encode_image(image.type(clip_model.dtype)))
         scale = clip_model.logit_scale.exp()
         logits = []
         for prompts, feature in zip(self.learner(image_features), image_features):
             text = clip_model.encode_text_embeddings(prompts, self.learner.eot, shared=self.learner.shared)
-            logits.append(scale * feature @ (text / text.norm(dim=-1, keepdim=True)).t())
+            logits.append(clip_logits(scale, feature, l2_normalize(text), normalize=False))
         return torch.stack(logits)
 
 
-def build_cocoop(cfg: CfgNode, classnames: list[str], clip_model: CLIP) -> CoCoOpModel:
+def build_cocoop(
+    cfg: CfgNode, classnames: list[str], clip_model: CLIP, *, template: str | None = None
+) -> CoCoOpModel:
     """CoCoOp around a frozen ``clip_model``; draws the context, then the meta-network (official order)."""
+    template_not_used("CoCoOp", template)
     return CoCoOpModel(clip_model, CoCoOpPromptLearner(cfg, classnames, clip_model))
 
 
@@ -84,9 +79,11 @@ class CoCoOp(PromptTrainer):
     """Conditional Context Optimization: cross-entropy of the per-image prompts' logits."""
 
     NODE = "COCOOP"
+    BACKBONES = (VIT, RESNET)
+    DEFAULTS = {  # CoOp's train.py
+        "N_CTX": 16,  # context vectors
+        "CTX_INIT": "",  # words initialising the context ("": random N(0, 0.02))
+        "PREC": "fp16",  # fp16, fp32 or amp
+    }
+    LOG_ACCURACY = False
     model_factory = staticmethod(build_cocoop)
-    node_defaults = staticmethod(cocoop_node)
-
-    def forward_backward(self, batch: dict) -> dict[str, float]:
-        """The base step; the summary keeps the loss only, as the official trainer prints."""
-        return {"loss": super().forward_backward(batch)["loss"]}

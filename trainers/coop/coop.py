@@ -1,7 +1,6 @@
 """CoOp (Zhou et al., IJCV 2022): learned context vectors in front of (or around) the class name.
 
 Reusable API (KgCoOp and other CoOp-family methods build on it):
-- ``coop_node()``: ``TRAINER.COOP`` with the official defaults;
 - ``context_init(width, n_ctx, ctx_init, clip_model, n_cls=None)``: the initial context (random
   N(0, 0.02) in CLIP's dtype, ``(n_cls, n_ctx, width)`` when class-specific, or the embeddings of the
   init words) and the text standing for it in the prompts;
@@ -10,8 +9,8 @@ Reusable API (KgCoOp and other CoOp-family methods build on it):
   (n_cls, L, width) and ``learner.eot`` their EOT positions, ready for ``CLIP.encode_text_embeddings``;
 - ``build_coop(cfg, classnames, clip_model) -> CoOpModel`` (``model.learner`` is the prompt learner).
 
-Random draws at build are the official ones: the frozen CLIP's construction (the base's
-``construct_clip``), then the random context, nothing else.
+Random draws at build are the official ones: the frozen CLIP's construction (the trainer base's), then
+the random context, nothing else.
 """
 
 from __future__ import annotations
@@ -21,26 +20,15 @@ from torch import Tensor, nn
 from yacs.config import CfgNode
 
 from clip import clip
-from clip.model import CLIP
-from clip.tokenizer import default_tokenizer
+from clip.model import CLIP, RESNET, VIT
 from dassl.engine import TRAINER_REGISTRY
 
 from ..base import CLIPTrainer, ConfigError
-from ..prompts import class_name
+from ..logits import clip_logits
+from ..prompts import ClassPrompts, template_not_used
 
 POSITIONS = ("end", "middle", "front")
 REBUILT = ("token_prefix", "token_suffix")
-
-
-def coop_node() -> CfgNode:
-    """``TRAINER.COOP`` with the official defaults (CoOp's train.py)."""
-    node = CfgNode()
-    node.N_CTX = 16
-    node.CSC = False
-    node.CTX_INIT = ""
-    node.PREC = "fp16"
-    node.CLASS_TOKEN_POSITION = "end"
-    return node
 
 
 def context_init(
@@ -62,44 +50,23 @@ def context_init(
     return ctx, " ".join(["X"] * n_ctx)
 
 
-class PromptTokens(nn.Module):
-    """The fixed parts of "<context> <class name>." per class: SOS embedding, the rest, EOT positions.
-
-    ``token_prefix`` / ``token_suffix`` are saved in checkpoints (the official ones hold them) but
-    rebuilt from the current class names on load.
-    """
-
-    def __init__(self, classnames: list[str], stand_in: str, n_ctx: int, clip_model: CLIP) -> None:
-        super().__init__()
-        names = [class_name(name) for name in classnames]
-        tokenizer = default_tokenizer()
-        self.name_lens = [len(tokenizer.encode(name)) for name in names]
-        tokens = clip.tokenize([f"{stand_in} {name}." for name in names])
-        with torch.no_grad():
-            embedding = clip_model.token_embeddings(tokens)
-        self.register_buffer("token_prefix", embedding[:, :1])
-        self.register_buffer("token_suffix", embedding[:, 1 + n_ctx :])
-        self.register_buffer("eot", tokens.argmax(dim=-1), persistent=False)
-        self.n_cls = len(names)
-        self.shared = 1  # leading positions the same in every class prompt (SOS); learners may widen it
-
-
-class CoOpPromptLearner(PromptTokens):
+class CoOpPromptLearner(ClassPrompts):
     """CoOp's learnable context (generic or class-specific) and the class token's position."""
 
     def __init__(self, cfg: CfgNode, classnames: list[str], clip_model: CLIP) -> None:
-        s = cfg.TRAINER.COOP
+        settings = cfg.TRAINER.COOP
         width = clip_model.ln_final.weight.shape[0]
-        if not s.CTX_INIT:
-            print("Initializing class-specific contexts" if s.CSC else "Initializing a generic context")
-        ctx, stand_in = context_init(width, s.N_CTX, s.CTX_INIT, clip_model, len(classnames) if s.CSC else None)
+        if not settings.CTX_INIT:
+            print("Initializing class-specific contexts" if settings.CSC else "Initializing a generic context")
+        n_cls = len(classnames) if settings.CSC else None
+        ctx, stand_in = context_init(width, settings.N_CTX, settings.CTX_INIT, clip_model, n_cls)
         n_ctx = ctx.shape[-2]
         print(f'Initial context: "{stand_in}"')
         print(f"Number of context words (tokens): {n_ctx}")
         super().__init__(classnames, stand_in, n_ctx, clip_model)
         self.ctx = nn.Parameter(ctx)
         self.n_ctx = n_ctx
-        self.position = s.CLASS_TOKEN_POSITION
+        self.position = settings.CLASS_TOKEN_POSITION
         # Context vectors before the class name: all ("end"), half ("middle") or none ("front").
         self.n_before_name = {"end": n_ctx, "middle": n_ctx // 2, "front": 0}[self.position]
         if ctx.dim() == 2:  # one context for all classes: SOS and the context before the name are shared
@@ -118,13 +85,6 @@ class CoOpPromptLearner(PromptTokens):
             before, after = ctx[i : i + 1, :half], ctx[i : i + 1, half:]
             prompts.append(torch.cat([prefix[i : i + 1], before, name, after, rest], dim=1))
         return torch.cat(prompts, dim=0)
-
-
-def cosine_logits(clip_model: CLIP, image_features: Tensor, text_features: Tensor) -> Tensor:
-    """CLIP's logits: logit_scale.exp() times the cosine of every image with every class."""
-    image_features = image_features / image_features.norm(dim=-1, keepdim=True)
-    text_features = text_features / text_features.norm(dim=-1, keepdim=True)
-    return clip_model.logit_scale.exp() * image_features @ text_features.t()
 
 
 class PromptModel(nn.Module):
@@ -148,22 +108,13 @@ class CoOpModel(PromptModel):
         clip_model = self.clip
         image_features = clip_model.encode_image(image.type(clip_model.dtype))
         text_features = clip_model.encode_text_embeddings(self.learner(), self.learner.eot, shared=self.learner.shared)
-        return cosine_logits(clip_model, image_features, text_features)
+        return clip_logits(clip_model.logit_scale.exp(), image_features, text_features)
 
 
-def build_coop(cfg: CfgNode, classnames: list[str], clip_model: CLIP) -> CoOpModel:
+def build_coop(cfg: CfgNode, classnames: list[str], clip_model: CLIP, *, template: str | None = None) -> CoOpModel:
     """CoOp around a frozen ``clip_model`` (draws only the random context, as the official build)."""
+    template_not_used("CoOp", template)
     return CoOpModel(clip_model, CoOpPromptLearner(cfg, classnames, clip_model))
-
-
-def add_missing(cfg: CfgNode, node: str, defaults: CfgNode) -> None:
-    """Create ``cfg.TRAINER.<node>`` or add its missing keys (a node shared by several methods)."""
-    if node not in cfg.TRAINER:
-        cfg.TRAINER[node] = defaults
-        return
-    for key, value in defaults.items():
-        if key not in cfg.TRAINER[node]:
-            cfg.TRAINER[node][key] = value
 
 
 def check_context(node: str, n_ctx: int, ctx_init: str) -> None:
@@ -173,25 +124,16 @@ def check_context(node: str, n_ctx: int, ctx_init: str) -> None:
 
 
 class PromptTrainer(CLIPTrainer):
-    """A CoOp-family trainer: its node is created (or completed) with ``node_defaults()``, its learner is
-    ``prompt_learner`` with rebuilt ``token_prefix`` / ``token_suffix``, and its context must be buildable."""
+    """A CoOp-family trainer: its learner is ``prompt_learner`` with rebuilt ``token_prefix`` /
+    ``token_suffix``, and its context must be buildable."""
 
     LEARNER_NAME = "prompt_learner"
     REBUILT_KEYS = REBUILT
 
-    @staticmethod
-    def node_defaults() -> CfgNode:
-        """The node's official defaults."""
-        raise NotImplementedError
-
-    @classmethod
-    def add_config(cls, cfg: CfgNode) -> None:
-        add_missing(cfg, cls.NODE, cls.node_defaults())
-
     def check_cfg(self, cfg: CfgNode) -> None:
         super().check_cfg(cfg)
-        s = cfg.TRAINER[self.NODE]
-        check_context(self.NODE, s.N_CTX, s.CTX_INIT)
+        settings = cfg.TRAINER[self.NODE]
+        check_context(self.NODE, settings.N_CTX, settings.CTX_INIT)
 
 
 @TRAINER_REGISTRY.register()
@@ -199,16 +141,23 @@ class CoOp(PromptTrainer):
     """Context Optimization: the prompt learner trained with cross-entropy of CLIP's logits."""
 
     NODE = "COOP"
+    BACKBONES = (VIT, RESNET)  # the official code runs on both (CoOp's own results are on RN50)
+    DEFAULTS = {  # CoOp's train.py
+        "N_CTX": 16,  # context vectors
+        "CSC": False,  # class-specific contexts (one set per class)
+        "CTX_INIT": "",  # words initialising the context ("": random N(0, 0.02))
+        "PREC": "fp16",  # fp16, fp32 or amp
+        "CLASS_TOKEN_POSITION": "end",  # end, middle or front
+    }
     model_factory = staticmethod(build_coop)
-    node_defaults = staticmethod(coop_node)
 
     def check_cfg(self, cfg: CfgNode) -> None:
         super().check_cfg(cfg)
-        s = cfg.TRAINER.COOP
-        if s.CLASS_TOKEN_POSITION not in POSITIONS:
+        settings = cfg.TRAINER.COOP
+        if settings.CLASS_TOKEN_POSITION not in POSITIONS:
             raise ConfigError(
                 f"TRAINER.COOP.CLASS_TOKEN_POSITION must be one of {', '.join(POSITIONS)}, "
-                f"got {s.CLASS_TOKEN_POSITION!r}"
+                f"got {settings.CLASS_TOKEN_POSITION!r}"
             )
-        if s.CTX_INIT and s.CSC:
+        if settings.CTX_INIT and settings.CSC:
             print("Note: TRAINER.COOP.CSC is ignored with CTX_INIT (one context initialised from the words)")

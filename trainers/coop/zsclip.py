@@ -3,7 +3,8 @@
 
 Nothing is trained (run with ``--eval-only``, no ``--model-dir``); both read CoOp's YAML files and
 have no config node of their own. As the official code, CLIP runs as built: fp16 on CUDA, fp32 on
-CPU. Logits are ``logit_scale.exp()`` times the cosine.
+CPU. Logits are ``logit_scale.exp()`` times the cosine. A dataset that brings its own template
+(ImageFolder's DATASET.FOLDER.TEMPLATE) is prompted with it instead of CoOp's.
 
 The official ``ZeroshotCLIP2`` appends the dataset's template to its class-level template list in
 place, so in one process a second build (another dataset, or a test harness) ensembles the earlier
@@ -17,11 +18,13 @@ from torch import Tensor, nn
 from yacs.config import CfgNode
 
 from clip import clip
-from clip.model import CLIP
+from clip.model import CLIP, RESNET, VIT
 from dassl.engine import TRAINER_REGISTRY
 
 from ..base import CLIPTrainer
-from ..prompts import DEFAULT_TEMPLATE, TEMPLATES, class_name
+from ..logits import clip_logits, l2_normalize
+from ..prompts import class_prompts, prompt_template
+from ..text_cache import FrozenFeatures
 
 # The seven ImageNet templates the CLIP paper selected for its ensemble (CoOp's ZeroshotCLIP2).
 ENSEMBLE_TEMPLATES = (
@@ -43,44 +46,40 @@ class ZeroshotModel(nn.Module):
         self.clip = clip_model
         self.learner = nn.Module()
         self.prompts = prompts
-        self.register_buffer("text_features", torch.empty(0), persistent=False)
+        # (templates, classes, 77) tokens of the class prompts, one set per template.
+        self.register_buffer("tokens", torch.stack([clip.tokenize(p) for p in prompts]), persistent=False)
+        self.text_features = FrozenFeatures(self.encode_prompts, clip_model.text_projection)
 
-    @torch.no_grad()
-    def encode_prompts(self) -> None:
+    def encode_prompts(self) -> Tensor:
         """Normalised class features; with several templates, their mean renormalised (the official sums)."""
-        device = self.clip.logit_scale.device
-        features = []
-        for prompts in self.prompts:
-            text = self.clip.encode_text(clip.tokenize(prompts).to(device))
-            features.append(text / text.norm(dim=-1, keepdim=True))
+        features = [l2_normalize(self.clip.encode_text(tokens)) for tokens in self.tokens]
         if len(features) == 1:
-            self.text_features = features[0]
-            return
+            return features[0]
         total: Tensor | int = 0
         for text in features:
             total = total + text
-        mean = total / len(features)
-        self.text_features = mean / mean.norm(dim=-1, keepdim=True)
+        return l2_normalize(total / len(features))
 
     def forward(self, image: Tensor) -> Tensor:
-        """Logits against the stored (already normalised) class features."""
-        image_features = self.clip.encode_image(image.type(self.clip.dtype))
-        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
-        return self.clip.logit_scale.exp() * image_features @ self.text_features.t()
+        """Logits against the kept (already normalised) class features."""
+        image_features = l2_normalize(self.clip.encode_image(image.type(self.clip.dtype)))
+        return clip_logits(self.clip.logit_scale.exp(), image_features, self.text_features(), normalize=False)
 
 
-def dataset_templates(dataset: str, ensemble: bool) -> list[str]:
-    """The dataset's template, or the ensemble (plus the dataset's template except on ImageNet)."""
-    own = TEMPLATES.get(dataset, DEFAULT_TEMPLATE)
+def dataset_templates(dataset: str, ensemble: bool, template: str | None = None) -> list[str]:
+    """The dataset's template, or the ensemble (plus the dataset's template except CoOp's on ImageNet)."""
+    own = prompt_template(dataset, template)
     if not ensemble:
         return [own]
-    return [*ENSEMBLE_TEMPLATES, *([] if dataset == "ImageNet" else [own])]
+    return [*ENSEMBLE_TEMPLATES, *([] if dataset == "ImageNet" and not template else [own])]
 
 
-def build_zeroshot(cfg: CfgNode, classnames: list[str], clip_model: CLIP, ensemble: bool = False) -> ZeroshotModel:
+def build_zeroshot(
+    cfg: CfgNode, classnames: list[str], clip_model: CLIP, *, template: str | None = None, ensemble: bool = False
+) -> ZeroshotModel:
     """Zero-shot CLIP with the dataset's template (or the ensemble)."""
-    templates = dataset_templates(cfg.DATASET.NAME, ensemble)
-    prompts = [[t.format(class_name(name)) for name in classnames] for t in templates]
+    templates = dataset_templates(cfg.DATASET.NAME, ensemble, template)
+    prompts = [class_prompts(cfg.DATASET.NAME, classnames, template=t) for t in templates]
     if ensemble:
         print(f"Prompt ensembling (n={len(templates)})")
     else:
@@ -88,9 +87,11 @@ def build_zeroshot(cfg: CfgNode, classnames: list[str], clip_model: CLIP, ensemb
     return ZeroshotModel(clip_model, prompts)
 
 
-def build_zeroshot_ensemble(cfg: CfgNode, classnames: list[str], clip_model: CLIP) -> ZeroshotModel:
+def build_zeroshot_ensemble(
+    cfg: CfgNode, classnames: list[str], clip_model: CLIP, *, template: str | None = None
+) -> ZeroshotModel:
     """Zero-shot CLIP with the template ensemble."""
-    return build_zeroshot(cfg, classnames, clip_model, ensemble=True)
+    return build_zeroshot(cfg, classnames, clip_model, template=template, ensemble=True)
 
 
 @TRAINER_REGISTRY.register()
@@ -98,15 +99,13 @@ class ZeroshotCLIP(CLIPTrainer):
     """Zero-shot CLIP with CoOp's per-dataset template."""
 
     TRAINABLE = False
+    BACKBONES = (VIT, RESNET)
     model_factory = staticmethod(build_zeroshot)
-
-    def after_build(self) -> None:
-        self.model.encode_prompts()
 
     @property
     def text_features(self) -> Tensor:
         """The class features, where the official trainer keeps them."""
-        return self.model.text_features
+        return self.model.text_features()
 
 
 @TRAINER_REGISTRY.register()

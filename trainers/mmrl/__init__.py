@@ -1,5 +1,6 @@
 """MMRL (CVPR 2025) and MMRL++: model.py (the model and its factory), trainer.py (the Dassl trainer),
-official.py (the official checkpoint layout), mmrlpp.py (MMRL++ as a delta)."""
+official.py (what exists only to match the official code: draw order, checkpoint layout), mmrlpp.py
+(MMRL++ as a delta)."""
 
 from .mmrlpp import MMRLpp, MMRLppParts, build_mmrlpp
 from .model import (

@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from yacs.config import CfgNode
 
 from dassl.engine import TRAINER_REGISTRY
 
+from . import official
 from .model import MMRLParts, RepresentationLearner, TokenInjector, build_mmrl
-from .trainer import MMRL, mmrl_node
+from .trainer import MMRL
 
 
 def _lora_factor(rows: int, rank: int) -> Tensor:
@@ -115,67 +114,18 @@ class MMRLppParts(MMRLParts):
 
 build_mmrlpp = functools.partial(build_mmrl, parts=MMRLppParts)
 
-# (BETA, REG_WEIGHT) per dataset for base-to-novel and few-shot.
-_B2N_FS = {
-    "ImageNet": (0.9, 0.2),
-    "FGVCAircraft": (0.9, 2.0),
-    "UCF101": (0.9, 3.0),
-    "DescribableTextures": (0.9, 7.0),
-    "OxfordPets": (0.7, 0.01),
-    "StanfordCars": (0.7, 6.0),
-    "Caltech101": (0.6, 3.0),
-    "SUN397": (0.5, 3.0),
-    "OxfordFlowers": (0.4, 7.0),
-    "EuroSAT": (0.2, 0.01),
-    "Food101": (0.1, 1.0),
-}
-
-# BETA per dataset for cross-dataset transfer and domain generalisation (ImageNet also sets REG_WEIGHT 0.1).
-_CD = {
-    "ImageNet": 0.9,
-    "ImageNetV2": 0.9,
-    "ImageNetR": 0.9,
-    "ImageNetA": 0.8,
-    "ImageNetSketch": 0.7,
-    "FGVCAircraft": 0.9,
-    "UCF101": 0.9,
-    "SUN397": 0.7,
-    "OxfordPets": 0.6,
-    "Caltech101": 0.6,
-    "DescribableTextures": 0.5,
-    "OxfordFlowers": 0.4,
-    "StanfordCars": 0.3,
-    "EuroSAT": 0.3,
-    "Food101": 0.3,
-}
-
 
 @TRAINER_REGISTRY.register()
 class MMRLpp(MMRL):
-    """MMRL++; config under TRAINER.MMRLpp (adds BETA, RES_LORA_DIM, PROJ_LORA_DIM)."""
+    """MMRL++; config under TRAINER.MMRLpp (adds BETA, RES_LORA_DIM, PROJ_LORA_DIM), per-dataset values in
+    configs/trainers/MMRLpp/datasets.yaml."""
 
     NODE = "MMRLpp"
-    PARTS = MMRLppParts
+    DEFAULTS = {
+        **MMRL.DEFAULTS,
+        "BETA": 0.9,  # weight of the new tokens when blended with the previous layer's
+        "PROJ_LORA_DIM": 64,  # rank of the low-rank update of the representation projection
+        "RES_LORA_DIM": 4,  # rank of the per-layer residual of the shared maps
+    }
     model_factory = staticmethod(build_mmrlpp)
-
-    @classmethod
-    def add_config(cls, cfg: CfgNode) -> None:
-        node = mmrl_node()
-        node.BETA = 0.9  # weight of the new tokens when blended with the previous layer's
-        node.PROJ_LORA_DIM = 64  # rank of the low-rank update of the representation projection
-        node.RES_LORA_DIM = 4  # rank of the per-layer residual of the shared maps
-        cfg.TRAINER.MMRLpp = node
-
-    @classmethod
-    def dataset_settings(cls, dataset: str, task: str) -> dict[str, Any]:
-        if task in ("B2N", "FS"):
-            if dataset not in _B2N_FS:
-                return {}
-            beta, reg_weight = _B2N_FS[dataset]
-            return {"TRAINER.MMRLpp.BETA": beta, "TRAINER.MMRLpp.REG_WEIGHT": reg_weight}
-        if dataset not in _CD:
-            return {}
-        settings: dict[str, Any] = {"TRAINER.MMRLpp.BETA": _CD[dataset]}
-        if dataset == "ImageNet":
-            settings["TRAINER.MMRLpp.REG_WEIGHT"] = 0.1
-        return settings
+    replay_construction = staticmethod(functools.partial(official.replay_construction, parts=MMRLppParts))

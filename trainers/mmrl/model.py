@@ -36,8 +36,10 @@ from clip import clip
 from clip.fast import block_for_queries, block_with_inserted_rows, common_prefix_length, text_at_eot
 from clip.model import CLIP
 
-from ..base import ConfigError, autocast_enabled
+from ..base import ConfigError
+from ..logits import clip_logits, l2_normalize
 from ..prompts import class_prompts
+from ..text_cache import FrozenFeatures, UnchangedCache
 
 # ----------------------------------------------------------------------------------------------
 # The learnable parts. Attribute names are the official checkpoint keys.
@@ -155,9 +157,10 @@ class MMRLModel(nn.Module):
     the text blocks before the first REP_LAYER are run once on the class prompts, and the image
     blocks before it are run once per batch for both the MMRL pass and the zero-shot pass.
     In inference (no grad) the text features are kept until a learnable tensor changes.
+    ``text_features_zs()`` are zero-shot CLIP's (normalised) features of the same prompts, w0.
 
-    ``fast`` (the default; ``EXACT True`` turns it off) also skips work whose result is never read,
-    which changes the float rounding only: the prompts are cut after the longest EOT; BOT, the K
+    Unless ``exact`` (``EXACT True``), it also skips work whose result is never read, which changes the
+    float rounding only: the prompts are cut after the longest EOT; BOT, the K
     tokens after it and a template's common first words are the same in every prompt, so under the
     causal mask they are computed once for all classes (``clip.fast.SharedPrefixText``); the last
     image block runs its queries for the class token and the K slots only; the first REP_LAYER's image
@@ -174,7 +177,7 @@ class MMRLModel(nn.Module):
         tokenized_prompts: Tensor,
         alpha: float,
         injector: Callable[[Sequence[Tensor], Sequence[int]], TokenInjector] = TokenInjector,
-        fast: bool = True,
+        exact: bool = False,
         text_chunk: int = 0,
     ):
         super().__init__()
@@ -183,17 +186,18 @@ class MMRLModel(nn.Module):
         self.rep_layers = tuple(rep_layers)
         self.alpha = alpha
         self.injector = injector
-        self.fast = fast
+        self.exact = exact
         self.text_chunk = text_chunk
         self.eot = tokenized_prompts.argmax(dim=-1).tolist()  # fixed with the prompts: plain ints
         self.shared_prefix = 0
-        if fast:
+        if not exact:
             tokenized_prompts = tokenized_prompts[:, : max(self.eot) + 1]
             # Positions that hold the same token in every prompt, before any EOT: computed once.
             self.shared_prefix = min(common_prefix_length(tokenized_prompts), min(self.eot))
         self.register_buffer("tokenized_prompts", tokenized_prompts, persistent=False)
-        self._text_trunk: tuple[tuple, Tensor] | None = None
-        self._inference_cache: tuple[tuple, list[Tensor], Tensor] | None = None
+        self.text_trunk = FrozenFeatures(self._text_trunk, clip_model.text_projection, follow_autocast=True)
+        self.text_features_zs = FrozenFeatures(self._zero_shot_text, clip_model.text_projection)
+        self._inference = UnchangedCache()
 
     @property
     def dtype(self) -> torch.dtype:
@@ -213,7 +217,7 @@ class MMRLModel(nn.Module):
         k = len(visual_tokens[0])
         inject = self.injector(visual_tokens, self.rep_layers)
         z, start = x, first
-        if zero_shot and self.fast and first < visual.transformer.layers:
+        if zero_shot and not self.exact and first < visual.transformer.layers:
             # Block `first` of both passes at once: the tokens inserted after the class token do not change
             # the trunk rows' projections, computed once for the zero-shot and the MMRL pass.
             tokens = inject(first, x)[1 : 1 + k]
@@ -233,10 +237,10 @@ class MMRLModel(nn.Module):
         return f_c, f_r, f_0
 
     def _image_blocks(self, x: Tensor, first: int, inject: TokenInjector | None, n_read: int) -> Tensor:
-        """Image blocks ``first..L`` (``inject`` before each); fast: the last one only at the ``n_read``
+        """Image blocks ``first..L`` (``inject`` before each); unless exact, the last one only at the ``n_read``
         positions read afterwards."""
         transformer = self.clip.visual.transformer
-        if not self.fast:
+        if self.exact:
             return transformer(x, inject=inject, start=first)
         last = transformer.layers
         x = transformer(x, inject=inject, start=first, stop=last - 1)
@@ -244,16 +248,13 @@ class MMRLModel(nn.Module):
             x = inject(last, x)
         return block_for_queries(transformer.resblocks[last - 1], x, n_read)
 
-    def text_trunk(self) -> Tensor:
-        """Output of the text blocks before the first REP_LAYER on the class prompts (constant)."""
-        device = self.tokenized_prompts.device
-        key = (device, self.dtype, autocast_enabled(device.type))
-        if self._text_trunk is None or self._text_trunk[0] != key:
-            with torch.inference_mode(False), torch.no_grad():  # a plain tensor, usable in later training steps
-                x = self.clip.embed_text(self.tokenized_prompts)
-                x = self.clip.transformer(x, causal=True, stop=self.rep_layers[0] - 1)
-            self._text_trunk = (key, x)
-        return self._text_trunk[1]
+    def _zero_shot_text(self) -> Tensor:
+        return l2_normalize(self.clip.encode_text(self.tokenized_prompts))
+
+    def _text_trunk(self) -> Tensor:
+        """Output of the text blocks before the first REP_LAYER on the class prompts (constant: kept)."""
+        x = self.clip.embed_text(self.tokenized_prompts)
+        return self.clip.transformer(x, causal=True, stop=self.rep_layers[0] - 1)
 
     def encode_text(self, text_tokens: Sequence[Tensor]) -> Tensor:
         """Class text features w (unnormalised), read at EOT, which the K tokens moved by K."""
@@ -271,7 +272,7 @@ class MMRLModel(nn.Module):
         injector = self.injector(text_tokens, self.rep_layers)
         first = self.rep_layers[0]
         eot = self.eot[start : start + trunk.shape[1]]
-        if self.fast:
+        if not self.exact:
             # BOT and the template's first words are computed once for all rows; rows are grouped by EOT
             # position, so a group's suffix ends at its EOT (no padding), the one position read.
             blocks = list(self.clip.transformer.resblocks[first - 1 :])
@@ -283,30 +284,23 @@ class MMRLModel(nn.Module):
         return x[torch.arange(x.shape[0], device=x.device), read] @ self.clip.text_projection
 
     def _tokens_and_text(self) -> tuple[list[Tensor], Tensor]:
-        if torch.is_grad_enabled():
-            self._inference_cache = None
+        """(visual tokens, text features); in inference, kept until a learnable tensor changes (step, load, move)."""
+
+        def compute() -> tuple[list[Tensor], Tensor]:
             visual, text = self.representation_tokens()
             return visual, self.encode_text(text)
-        # Inference: the text features only change when a learnable tensor does (step, load, move).
-        params = list(self.learner.parameters())
-        key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
-        key += (autocast_enabled(params[0].device.type),)
-        if self._inference_cache is None or self._inference_cache[0] != key:
-            visual, text = self.representation_tokens()
-            self._inference_cache = (key, visual, self.encode_text(text))
-        return self._inference_cache[1], self._inference_cache[2]
+
+        return self._inference.get(self.learner.parameters(), compute)  # type: ignore[return-value]
 
     def forward(self, image: Tensor, zero_shot: bool = False) -> Outputs:
         visual_tokens, text_features = self._tokens_and_text()
         f_c, f_r, f_0 = self.encode_image(image, visual_tokens, zero_shot)
-        f_c = f_c / f_c.norm(dim=-1, keepdim=True)
-        f_r = f_r / f_r.norm(dim=-1, keepdim=True)
-        text_features = text_features / text_features.norm(dim=-1, keepdim=True)
+        f_c, f_r, text_features = l2_normalize(f_c), l2_normalize(f_r), l2_normalize(text_features)
         if f_0 is not None:
-            f_0 = f_0 / f_0.norm(dim=-1, keepdim=True)
+            f_0 = l2_normalize(f_0)
         # Fixed scale 100, as the official code (not logit_scale.exp()).
-        logits = (100.0 * f_c) @ text_features.t()
-        logits_rep = (100.0 * f_r) @ text_features.t()
+        logits = clip_logits(100.0, f_c, text_features, normalize=False)
+        logits_rep = clip_logits(100.0, f_r, text_features, normalize=False)
         # The paper fuses probabilities; the official code fuses logits, which we follow.
         logits_fusion = self.alpha * logits + (1 - self.alpha) * logits_rep
         return Outputs(logits, logits_rep, logits_fusion, f_c, text_features, f_0)
@@ -362,33 +356,32 @@ class MMRLParts:
 
 
 def build_mmrl(
-    cfg: CfgNode,
-    classnames: Sequence[str],
-    clip_model: CLIP,
-    parts: type[MMRLParts] = MMRLParts,
-    projection_init: Tensor | None = None,
-) -> MMRLModel:
+    cfg: CfgNode, classnames: Sequence[str], clip_model: CLIP, *, template: str | None = None,
+    init: Tensor | None = None, parts: type[MMRLParts] = MMRLParts
+) -> MMRLModel:  # fmt: skip
     """MMRL around a frozen ``clip_model``; ``model.learner`` holds every trained tensor.
 
-    ``projection_init`` is P_v^r's (MMRL++: A's) initial value; drawn here when not given (the
-    trainer passes the value the official code draws inside its CLIP construction).
+    ``init`` is P_v^r's (MMRL++: A's) initial value, drawn here when not given (the trainer passes the
+    value the official code draws inside its CLIP construction). ``template``: the dataset's own prompt
+    template, else CoOp's per dataset.
     """
     p = parts(cfg.TRAINER[parts.NODE])
-    s = p.settings
-    rep_layers = check_rep_layers(s.REP_LAYERS, f"TRAINER.{parts.NODE}.REP_LAYERS")
+    settings = p.settings
+    rep_layers = check_rep_layers(settings.REP_LAYERS, f"TRAINER.{parts.NODE}.REP_LAYERS")
     visual_dim, out_dim = clip_model.visual.proj.shape
-    if projection_init is None:
-        projection_init = p.projection_init(visual_dim, out_dim)
+    if init is None:
+        init = p.projection_init(visual_dim, out_dim)
     representation_learner = p.representation_learner(
-        s.N_REP_TOKENS, s.REP_DIM, visual_dim, clip_model.ln_final.weight.shape[0], len(rep_layers)
+        settings.N_REP_TOKENS, settings.REP_DIM, visual_dim, clip_model.ln_final.weight.shape[0], len(rep_layers)
     )
     # As the official code: the maps share CLIP's dtype, the image-side tensors stay fp32.
     representation_learner.to(clip_model.dtype)
-    learner = MultiModalRepresentationLearner(representation_learner, p.projection(projection_init, out_dim))
-    tokenized_prompts = clip.tokenize(class_prompts(cfg.DATASET.NAME, classnames))
+    learner = MultiModalRepresentationLearner(representation_learner, p.projection(init, out_dim))
+    tokenized_prompts = clip.tokenize(class_prompts(cfg.DATASET.NAME, classnames, template=template))
     return MMRLModel(
-        clip_model, learner, rep_layers, tokenized_prompts, s.ALPHA, p.injector(), not cfg.EXACT, s.TEXT_CHUNK
-    )
+        clip_model, learner, rep_layers, tokenized_prompts, settings.ALPHA, p.injector(), cfg.EXACT,
+        settings.TEXT_CHUNK,
+    )  # fmt: skip
 
 
 def draw_proj_rep(width: int, out_dim: int) -> Tensor:

@@ -1,72 +1,62 @@
-"""What exists only to match the official MMRL code (github yunncheng/MMRL): its checkpoint layout.
+"""What exists only to match the official MMRL code (github yunncheng/MMRL) bit for bit.
 
-The official checkpoints hold the whole model (frozen CLIP included, optionally under ``module.``)
-and an optimizer with one group over all of the model's parameters. These functions pick MMRL's
-tensors out of such files, check they were trained with the same settings, and map the optimizer
-state onto our learner so a run resumes from an official folder. A new method never imports this.
+- Its image encoder holds one more random tensor right after ``proj`` (MMRL: P_v^r, MMRL++: the LoRA
+  factor A), drawn inside CLIP's construction, which the official code runs twice: ``replay_construction``
+  draws the same and returns the first construction's tensor, the model's initial value.
+- Its checkpoints hold the whole model (frozen CLIP included, optionally under ``module.``) and an
+  optimizer with one group over all of the model's parameters: ``filter_state_dict`` picks MMRL's tensors
+  out of such files and ``filter_optimizer_state`` maps the optimizer state onto our learner, so a run
+  resumes from an official folder.
+A new method never imports this.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from torch import Tensor, nn
 from yacs.config import CfgNode
 
+from clip.model import CLIP
+
 from ..base import ConfigError
-
-# Per-layer map keys, official layout: ...r2vproj.<i>.weight (MMRL), ...r2vproj.srra.<i>.A (MMRL++).
-_MAP_KEY = re.compile(r"^representation_learner\.(?:compound_rep_tokens_r2[vt]proj|srra_r2[vt]proj\.srra)\.(\d+)\.")
-
-
-def check_checkpoint_config(state_dict: Mapping[str, Tensor], settings: CfgNode, node: str, source: str) -> None:
-    """Fail with the config key and both values when a checkpoint was trained with other settings."""
-    tokens = state_dict.get("representation_learner.compound_rep_tokens")
-    if tokens is not None:
-        for dim, name in ((0, "N_REP_TOKENS"), (1, "REP_DIM")):
-            if tokens.shape[dim] != settings[name]:
-                raise ConfigError(
-                    f"{source}: representation_learner.compound_rep_tokens has shape {tuple(tokens.shape)}, i.e. "
-                    f"{name}={tokens.shape[dim]}, but TRAINER.{node}.{name}={settings[name]} "
-                    f"(pass TRAINER.{node}.{name} {tokens.shape[dim]} to use this checkpoint)"
-                )
-    layers = {int(m.group(1)) for key in state_dict if (m := _MAP_KEY.match(key))}
-    if layers and len(layers) != len(settings.REP_LAYERS):
-        raise ConfigError(
-            f"{source}: the checkpoint has representation maps for {len(layers)} layers "
-            f"(representation_learner.*.{min(layers)}..{max(layers)}), but TRAINER.{node}.REP_LAYERS="
-            f"{list(settings.REP_LAYERS)} has {len(settings.REP_LAYERS)}"
-        )
+from ..replay import replay_clip_construction
+from .model import MMRLParts
 
 
-def pick_learner_tensors(
-    learner: nn.Module, state_dict: Mapping[str, Tensor], settings: CfgNode, node: str, source: str
-) -> dict[str, Tensor]:
-    """The learner's tensors out of an official checkpoint's state dict (which also holds the frozen
-    CLIP, ignored here, as CLIP's weights come from the backbone file) or out of one of ours."""
-    given = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    check_checkpoint_config(given, settings, node, source)
-    missing = [k for k in learner.state_dict() if k not in given]
-    if missing:
-        raise ConfigError(f"{source} lacks {missing} (a checkpoint of another method, MMRL vs MMRL++?)")
-    return {k: given[k] for k in learner.state_dict()}
+def replay_construction(clip_model: CLIP, settings: CfgNode, parts: type[MMRLParts] = MMRLParts) -> Tensor:
+    """Draw what the official code's two CLIP constructions draw; the first one's extra tensor is our init."""
+    draw = parts(settings).projection_init
+    init = replay_clip_construction(clip_model, draw)
+    replay_clip_construction(clip_model, draw)
+    assert init is not None
+    return init
+
+
+def filter_state_dict(state_dict: Mapping[str, Tensor], learner: nn.Module) -> dict[str, Tensor]:
+    """The learner's tensors out of an official checkpoint's state dict (which also holds the frozen CLIP,
+    ignored here, as CLIP's weights come from the backbone file) or out of one of ours."""
+    own = learner.state_dict()
+    return {k: v for k, v in state_dict.items() if k in own}
 
 
 # The buffers in the official model's state dict; every other key there is a parameter.
 OFFICIAL_BUFFERS = frozenset({"prompt_embeddings"})
 
 
-def learner_optimizer_state(
-    optimizer_state: Mapping[str, Any], state_dict: Mapping[str, Tensor], learner: nn.Module, source: str
-) -> dict[str, Any]:
+def filter_optimizer_state(
+    optimizer_state: Mapping[str, Any] | None, state_dict: Mapping[str, Tensor], learner: nn.Module, source: str
+) -> Mapping[str, Any] | None:
     """An official optimizer state re-indexed onto the learner's parameters.
 
     The official optimizer has one group over ALL the model's parameters, frozen CLIP included, in
     the order of its state dict without the buffers, and state (AdamW: step, exp_avg, exp_avg_sq)
     for the trainable ones only. The group's settings (lr, betas, weight_decay, initial_lr...) are kept.
     """
+    if optimizer_state is None:
+        return None
+    print(f"An official checkpoint ({source}): resuming from its trainable tensors and their optimizer state")
     keys = (k.removeprefix("module.") for k in state_dict)
     names = [k for k in keys if k not in OFFICIAL_BUFFERS]
     sizes = [len(g["params"]) for g in optimizer_state["param_groups"]]

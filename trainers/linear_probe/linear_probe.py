@@ -27,12 +27,12 @@ import torch
 from torch import Tensor, nn
 from yacs.config import CfgNode
 
-from clip.model import CLIP
+from clip.model import CLIP, RESNET, VIT
 from dassl.data.data_manager import build_data_loader
 from dassl.data.transforms import build_transform
 from dassl.engine import TRAINER_REGISTRY
 
-from .base import CLIPTrainer, ConfigError
+from ..base import CLIPTrainer, ConfigError
 
 LEARNER_NAME = "linear_probe"
 C_SWEEP = (1e6, 1e4, 1e2, 1.0, 1e-2, 1e-4, 1e-6)  # lpclip's initial sweep, in its order
@@ -117,8 +117,10 @@ class LinearProbeModel(nn.Module):
         return self.learner(self.features(image))
 
 
-def build_linear_probe(cfg: CfgNode, classnames: list[str], clip_model: CLIP) -> LinearProbeModel:
-    """The model before fitting: a zero classifier over ``classnames``."""
+def build_linear_probe(
+    cfg: CfgNode, classnames: list[str], clip_model: CLIP, *, template: str | None = None
+) -> LinearProbeModel:
+    """The model before fitting: a zero classifier over ``classnames`` (image features only: no prompts)."""
     return LinearProbeModel(clip_model, len(classnames))
 
 
@@ -127,18 +129,16 @@ class LinearProbeCLIP(CLIPTrainer):
     """Training is one fit: extract features of the few-shot train and val sets, search C, keep the classifier."""
 
     NODE = "LINEAR_PROBE"
+    DEFAULTS = {
+        "C_SWEEP": list(C_SWEEP),
+        "NUM_STEP": 8,  # lpclip's linear_probe.sh --num_step
+        "MAX_ITER": 1000,
+        "PREC": "fp16",  # lpclip's CLIP on GPU is fp16 (clip.load); fp32 elsewhere
+    }
     LEARNER_NAME = LEARNER_NAME
+    BACKBONES = (VIT, RESNET)
     model_factory = staticmethod(build_linear_probe)
     model: LinearProbeModel
-
-    @classmethod
-    def add_config(cls, cfg: CfgNode) -> None:
-        node = CfgNode()
-        node.C_SWEEP = list(C_SWEEP)
-        node.NUM_STEP = 8  # lpclip's linear_probe.sh --num_step
-        node.MAX_ITER = 1000
-        node.PREC = "fp16"  # lpclip's CLIP on GPU is fp16 (clip.load); fp32 elsewhere
-        cfg.TRAINER.LINEAR_PROBE = node
 
     @classmethod
     def scores_new_classes(cls, cfg: CfgNode) -> bool:
@@ -147,12 +147,12 @@ class LinearProbeCLIP(CLIPTrainer):
 
     def check_cfg(self, cfg: CfgNode) -> None:
         super().check_cfg(cfg)
-        s = cfg.TRAINER.LINEAR_PROBE
-        if s.NUM_STEP < 0:
-            raise ConfigError(f"TRAINER.LINEAR_PROBE.NUM_STEP must be 0 or more, got {s.NUM_STEP}")
-        if not s.C_SWEEP or min(s.C_SWEEP) <= 0:
-            raise ConfigError(f"TRAINER.LINEAR_PROBE.C_SWEEP must be positive values, got {list(s.C_SWEEP)}")
-        logistic_regression(s.MAX_ITER)  # scikit-learn missing: say so before the data and CLIP load
+        settings = cfg.TRAINER.LINEAR_PROBE
+        if settings.NUM_STEP < 0:
+            raise ConfigError(f"TRAINER.LINEAR_PROBE.NUM_STEP must be 0 or more, got {settings.NUM_STEP}")
+        if not settings.C_SWEEP or min(settings.C_SWEEP) <= 0:
+            raise ConfigError(f"TRAINER.LINEAR_PROBE.C_SWEEP must be positive values, got {list(settings.C_SWEEP)}")
+        logistic_regression(settings.MAX_ITER)  # scikit-learn missing: say so before the data and CLIP load
 
     def val_items(self) -> list:
         """lpclip's validation size: min(shots, 4) per class; ImageNet's val (= its test set) is subsampled."""
@@ -185,21 +185,21 @@ class LinearProbeCLIP(CLIPTrainer):
 
     def fit(self) -> None:
         """lpclip's search on this run's few-shot sets; the classifier of the chosen C becomes the learner."""
-        s = self.settings
+        settings = self.settings
         train_x, train_y = self.extract(list(self.dm.dataset.train_x))
         val_x, val_y = self.extract(self.val_items())
         missing = sorted(set(range(self.num_classes)) - set(train_y.tolist()))
         if missing:
             raise ConfigError(f"the training set has no image of classes {missing}: a linear probe needs every class")
         print(f"Linear probe: {len(train_y)} training and {len(val_y)} validation features")
-        fit, fitted = logistic_regression(s.MAX_ITER), {}
+        fit, fitted = logistic_regression(settings.MAX_ITER), {}
 
         def val_accuracy(c: float) -> float:
             if c not in fitted:
                 fitted[c] = fit(c, train_x, train_y)
             return float(np.mean(fitted[c].predict(val_x) == val_y))
 
-        self.chosen_c = search_c(val_accuracy, list(s.C_SWEEP), s.NUM_STEP)
+        self.chosen_c = search_c(val_accuracy, list(settings.C_SWEEP), settings.NUM_STEP)
         print(f"Chosen C: {self.chosen_c!r}")
         self.model.learner.set_from(fitted[self.chosen_c])
 

@@ -15,6 +15,8 @@ Layer 0, if asked for, adapts the input embeddings (text: token embeddings; imag
 The learner (``AdapterLearner``, registered as ``adapter_learner``) has the official checkpoint keys:
 ``{text,visual}_adapter.<i>.down.0.*``, ``.up.*``, ``shared_adapter.<i>.0.*`` and the class-specific
 buffers ``token_embedding``/``tokenized_prompts`` (rebuilt from the class names, never loaded).
+The class prompts are "TEXT_CTX_INIT <class>.", or the dataset's own template if it brings one
+(ImageFolder's DATASET.FOLDER.TEMPLATE). As the official trainer, the log shows the loss only.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from clip import clip
 from clip.model import CLIP, BlockHooks, CLIPConfig, ResidualAttentionBlock
 from dassl.engine import TRAINER_REGISTRY
 
-from .base import CLIPTrainer, ConfigError
-from .prompts import class_name
+from ..base import CLIPTrainer, ConfigError
+from ..logits import clip_logits
+from ..prompts import class_prompts
+from ..text_cache import UnchangedCache
 
 
 class GradientScale(torch.autograd.Function):
@@ -79,7 +83,6 @@ class AdapterLearner(nn.Module):
     """Every tensor MMA trains (the three adapter sets), plus the class prompts' token embeddings.
 
     Built in the official order (text set, visual set, shared set), so a seed gives the official init.
-    ``cached_text`` holds the eval-time text features; any change of mode or weights drops it.
     """
 
     def __init__(
@@ -99,7 +102,6 @@ class AdapterLearner(nn.Module):
         self.scale = scale
         self.register_buffer("token_embedding", token_embedding)
         self.register_buffer("tokenized_prompts", prompts)
-        self.cached_text: Tensor | None = None
 
     def branch(self, adapters: nn.ModuleDict, key: str, x: Tensor) -> Tensor:
         """up(shared(down(x))) of layer ``key`` for one tower (no scaling)."""
@@ -112,14 +114,6 @@ class AdapterLearner(nn.Module):
         if "0" in self.text_adapter:
             x = x + self.scale * self.branch(self.text_adapter, "0", x)
         return x
-
-    def train(self, mode: bool = True) -> AdapterLearner:
-        self.cached_text = None
-        return super().train(mode)
-
-    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        self.cached_text = None
-        return super().load_state_dict(*args, **kwargs)
 
 
 class AdapterHooks(BlockHooks):
@@ -162,6 +156,7 @@ class MMAModel(nn.Module):
         super().__init__()
         self.adapter_learner = learner
         self.clip = clip_model
+        self.eval_text = UnchangedCache()
 
     @property
     def learner(self) -> AdapterLearner:
@@ -174,22 +169,17 @@ class MMAModel(nn.Module):
         return self.clip.encode_text_embeddings(learner.text_embeddings(), tokens.argmax(dim=-1), inject=hooks)
 
     def text_features(self) -> Tensor:
-        """In training, recomputed every step; in eval, once per evaluation (the weights are fixed then)."""
-        learner = self.adapter_learner
-        if learner.training:
-            return self.encode_text()
-        if learner.cached_text is None:
-            learner.cached_text = self.encode_text()
-        return learner.cached_text
+        """In training, recomputed every step; at evaluation, kept while the adapters are unchanged."""
+        return self.eval_text.get(self.adapter_learner.parameters(), self.encode_text)
 
     def forward(self, image: Tensor) -> Tensor:
         text = self.text_features()
         learner = self.adapter_learner
         hooks = AdapterHooks(learner, learner.visual_adapter, self.clip.visual.transformer.resblocks, adapt_input=True)
         image_features = self.clip.encode_image(image.to(self.clip.dtype), inject=hooks)
-        text = F.normalize(text, dim=-1)
+        text = F.normalize(text, dim=-1)  # F.normalize, as the official code (not x / x.norm)
         image_features = F.normalize(image_features, dim=-1)
-        return self.clip.logit_scale.exp() * image_features @ text.t()
+        return clip_logits(self.clip.logit_scale.exp(), image_features, text, normalize=False)
 
 
 def adapted_layers(settings: CfgNode) -> range:
@@ -197,16 +187,19 @@ def adapted_layers(settings: CfgNode) -> range:
     return range(settings.ADAPTER_START, settings.ADAPTER_END + 1)
 
 
-def build_mma(cfg: CfgNode, classnames: list[str], clip_model: CLIP) -> MMAModel:
-    """MMA around a frozen ``clip_model``: prompts "TEXT_CTX_INIT <class>." and fresh adapters (seeded draws)."""
-    s = cfg.TRAINER.MMADAPTER
-    tokens = clip.tokenize([f"{s.TEXT_CTX_INIT} {class_name(name)}." for name in classnames])
+def build_mma(cfg: CfgNode, classnames: list[str], clip_model: CLIP, *, template: str | None = None) -> MMAModel:
+    """MMA around a frozen ``clip_model``: prompts "TEXT_CTX_INIT <class>." (or the dataset's ``template``)
+    and fresh adapters (seeded draws)."""
+    settings = cfg.TRAINER.MMADAPTER
+    own = f"{settings.TEXT_CTX_INIT} {{}}."
+    tokens = clip.tokenize(class_prompts(cfg.DATASET.NAME, classnames, template=template or own))
     with torch.no_grad():
         embedding = clip_model.token_embeddings(tokens)
     text_width = clip_model.ln_final.weight.shape[0]
     visual_width = clip_model.visual.ln_post.weight.shape[0]
-    scale = float(s.ADAPTER_SCALE)
-    learner = AdapterLearner(text_width, visual_width, s.ADAPTER_DIM, adapted_layers(s), scale, tokens, embedding)
+    scale = float(settings.ADAPTER_SCALE)
+    layers = adapted_layers(settings)
+    learner = AdapterLearner(text_width, visual_width, settings.ADAPTER_DIM, layers, scale, tokens, embedding)
     return MMAModel(clip_model, learner.to(clip_model.dtype))
 
 
@@ -215,52 +208,45 @@ class MultiModalAdapter(CLIPTrainer):
     """MMA: the adapters are the only trained tensors; plain cross-entropy on the adapted logits."""
 
     NODE = "MMADAPTER"
+    DEFAULTS = {  # the official train.py defaults; the YAML files set the published values (5..12, alpha 0.001)
+        "TEXT_CTX_INIT": "",  # words before the class name: "<TEXT_CTX_INIT> <class>."
+        "PREC": "amp",  # fp16, fp32 or amp
+        "ADAPTER_START": 4,  # first adapted layer (1-based; 0 adapts the input embeddings)
+        "ADAPTER_END": 12,  # last adapted layer, inclusive
+        "ADAPTER_DIM": 32,  # bottleneck width, also the shared projection's width
+        "ADAPTER_SCALE": 0.1,  # alpha, the branch's weight in the forward pass
+    }
     LEARNER_NAME = "adapter_learner"
     REBUILT_KEYS = ("token_embedding", "tokenized_prompts")
+    LOG_ACCURACY = False
     model_factory = staticmethod(build_mma)
     model: MMAModel
 
-    @classmethod
-    def add_config(cls, cfg: CfgNode) -> None:
-        """The official train.py defaults; the YAML files set the published values (5..12, alpha 0.001)."""
-        node = CfgNode()
-        node.TEXT_CTX_INIT = ""  # words before the class name: "<TEXT_CTX_INIT> <class>."
-        node.PREC = "amp"  # fp16, fp32 or amp
-        node.ADAPTER_START = 4  # first adapted layer (1-based; 0 adapts the input embeddings)
-        node.ADAPTER_END = 12  # last adapted layer, inclusive
-        node.ADAPTER_DIM = 32  # bottleneck width, also the shared projection's width
-        node.ADAPTER_SCALE = 0.1  # alpha, the branch's weight in the forward pass
-        cfg.TRAINER.MMADAPTER = node
-
     def check_cfg(self, cfg: CfgNode) -> None:
         super().check_cfg(cfg)
-        s = cfg.TRAINER.MMADAPTER
-        if not 0 <= s.ADAPTER_START <= s.ADAPTER_END:
+        settings = cfg.TRAINER.MMADAPTER
+        if not 0 <= settings.ADAPTER_START <= settings.ADAPTER_END:
             raise ConfigError(
-                f"TRAINER.MMADAPTER.ADAPTER_START ({s.ADAPTER_START}) and ADAPTER_END ({s.ADAPTER_END}) must satisfy "
-                "0 <= ADAPTER_START <= ADAPTER_END"
+                f"TRAINER.MMADAPTER.ADAPTER_START ({settings.ADAPTER_START}) and ADAPTER_END "
+                f"({settings.ADAPTER_END}) must satisfy 0 <= ADAPTER_START <= ADAPTER_END"
             )
-        if s.ADAPTER_DIM < 1:
-            raise ConfigError(f"TRAINER.MMADAPTER.ADAPTER_DIM must be at least 1, got {s.ADAPTER_DIM}")
-        if float(s.ADAPTER_SCALE) == 0:
+        if settings.ADAPTER_DIM < 1:
+            raise ConfigError(f"TRAINER.MMADAPTER.ADAPTER_DIM must be at least 1, got {settings.ADAPTER_DIM}")
+        if float(settings.ADAPTER_SCALE) == 0:
             raise ConfigError(
                 "TRAINER.MMADAPTER.ADAPTER_SCALE must not be 0 (adapter gradients are scaled by 1/ADAPTER_SCALE); "
                 "for CLIP without adapters run ZeroshotCLIP"
             )
 
     def check_architecture(self, arch: CLIPConfig) -> None:
-        s = self.settings
+        settings = self.settings
         depth = min(arch.vision_layers, arch.transformer_layers)
-        if s.ADAPTER_END > depth:
+        if settings.ADAPTER_END > depth:
             raise ConfigError(
-                f"TRAINER.MMADAPTER.ADAPTER_END={s.ADAPTER_END}, but the CLIP backbone has {depth} layers"
+                f"TRAINER.MMADAPTER.ADAPTER_END={settings.ADAPTER_END}, but the CLIP backbone has {depth} layers"
             )
-        if s.ADAPTER_DIM in (arch.transformer_width, arch.vision_width):
+        if settings.ADAPTER_DIM in (arch.transformer_width, arch.vision_width):
             raise ConfigError(
-                f"TRAINER.MMADAPTER.ADAPTER_DIM={s.ADAPTER_DIM} equals a tower's width; the official code then builds "
-                "no down/up projections and fails, so choose another width"
+                f"TRAINER.MMADAPTER.ADAPTER_DIM={settings.ADAPTER_DIM} equals a tower's width; the official code "
+                "then builds no down/up projections and fails, so choose another width"
             )
-
-    def forward_backward(self, batch: dict) -> dict[str, float]:
-        """The step of the base; the official MMA logs the loss only, so only the loss is reported."""
-        return {"loss": super().forward_backward(batch)["loss"]}

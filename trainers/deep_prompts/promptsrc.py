@@ -9,10 +9,13 @@ GPA: at the end of epoch e the model state is weighted by w_e ~ N(e; GPA_MEAN, G
 over the epochs) and summed; after the last epoch the sum replaces the model, frozen CLIP included (its
 weights become sum_e w_e * W, W up to rounding), as in the official code.
 
+A dataset that brings its own template (ImageFolder's DATASET.FOLDER.TEMPLATE) joins the 60 templates.
+
 Not as the official code: the frozen image features come from the same frozen CLIP (the official code
 builds two more copies, one fp32 for the template features, one in the run's dtype); the GPA sum is saved
 in the checkpoints, so a resumed run still aggregates the epochs before it (the official sum is lost on
-resume and the resumed run then never aggregates).
+resume and the resumed run then never aggregates). Matching the official code's draws and checkpoints:
+``official.py``.
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ from clip import clip
 from clip.model import CLIP
 from dassl.engine import TRAINER_REGISTRY
 
-from .base import ConfigError
-from .deep_prompts import IndependentInit
-from .ivlp import IVLP, IndependentPrompts, IVLPModel, ivlp_node
-from .prompts import class_name
-from .replay import replay_clip_construction
+from ..base import ConfigError
+from ..logits import clip_logits, l2_normalize
+from ..prompts import class_prompts
+from ..text_cache import FrozenFeatures
+from . import official
+from .ivlp import IVLP, IndependentPrompts, IVLPModel
+from .mechanism import IndependentInit
 
 # OpenAI's ImageNet prompt-engineering templates, as PromptSRC uses them: 60 of the 80, in this order
 # (the order fixes the rounding of their mean).
@@ -58,23 +63,6 @@ TEMPLATES = tuple(
         "a pixelated photo of a {}|itap of the {}"
     ).split("|")
 )
-# Few-shot GPA of the datasets the official few-shot config names in a comment (the others: the file's).
-_FEW_SHOT_GPA = {"GPA_MEAN": 45, "GPA_STD": 5}
-_FEW_SHOT_GPA_DATASETS = ("StanfordCars", "OxfordFlowers", "FGVCAircraft", "DescribableTextures", "EuroSAT")
-
-
-def promptsrc_node() -> CfgNode:
-    """``TRAINER.PROMPTSRC`` with the official defaults (the YAML files set the values used)."""
-    node = ivlp_node()
-    node.N_CTX_VISION = 4
-    node.N_CTX_TEXT = 4
-    node.TEXT_LOSS_WEIGHT = 25
-    node.IMAGE_LOSS_WEIGHT = 10
-    node.GPA_MEAN = 15  # the Gaussian over epochs 1..MAX_EPOCH that weights each epoch's model
-    node.GPA_STD = 1
-    return node
-
-
 def gpa_weights(mean: float, std: float, epochs: int) -> np.ndarray:
     """Normalised Gaussian weights of epochs 1..epochs, computed as the official code (float64)."""
     density = [(1 / (std * np.sqrt(2 * np.pi))) * np.exp(-0.5 * ((e - mean) / std) ** 2) for e in range(1, epochs + 1)]
@@ -119,49 +107,64 @@ class Aggregate(nn.Module):
 class PromptSRCLearner(IndependentPrompts):
     """IVLP's prompts under the official keys, plus the GPA sum (``gpa.*``, ours only)."""
 
-    def __init__(self, clip_model: CLIP, classnames: list[str], s: CfgNode, init: IndependentInit | None) -> None:
-        super().__init__(clip_model, classnames, s, init)
+    def __init__(
+        self, clip_model: CLIP, classnames: list[str], settings: CfgNode, init: IndependentInit | None = None
+    ) -> None:
+        super().__init__(clip_model, classnames, settings, init)
         self.gpa = Aggregate(self)
 
 
 class PromptSRCModel(IVLPModel):
     """IVLP's model plus the frozen class features (mean over the templates) its losses aim at."""
 
-    def __init__(self, clip_model: CLIP, learner: PromptSRCLearner, classnames: list[str]) -> None:
+    def __init__(self, clip_model: CLIP, learner: PromptSRCLearner, prompts: list[list[str]]) -> None:
         super().__init__(clip_model, learner)
-        # An fp32 text tower, as the official code's separate fp32 CLIP.
+        # (templates, classes, 77) tokens of the class prompts, one set per template; kept on the CPU (used
+        # once; 37 MB at ImageNet's 1000 classes) and moved template by template when encoded.
+        self.template_tokens = torch.stack([clip.tokenize(p) for p in prompts])
+        self.fixed_embeddings = FrozenFeatures(self.encode_templates, clip_model.text_projection)
+
+    def encode_templates(self) -> Tensor:
+        """Mean over the templates of the class features, from an fp32 text tower (the official fp32 CLIP)."""
+        clip_model = self.clip
         text_clip = clip_model if clip_model.dtype == torch.float32 else copy.deepcopy(clip_model).float()
-        with torch.no_grad():
-            features = [
-                text_clip.encode_text(torch.cat([clip.tokenize(t.format(class_name(c))) for c in classnames]))
-                for t in TEMPLATES
-            ]
-        self.register_buffer("fixed_embeddings", torch.stack(features, dim=1).mean(dim=1), persistent=False)
+        device = clip_model.text_projection.device
+        features = [text_clip.encode_text(tokens.to(device)) for tokens in self.template_tokens]
+        return torch.stack(features, dim=1).mean(dim=1)
+
+
+def promptsrc_loss(
+    model: PromptSRCModel, image: Tensor, label: Tensor, text_weight: float, image_weight: float
+) -> tuple[Tensor, Tensor]:
+    """(loss, logits): cross-entropy plus the three regularisers towards the frozen CLIP (module docstring)."""
+    logit_scale = model.clip.logit_scale.exp()
+    text_features = model.text_features()
+    image_features = l2_normalize(model.image_features(image))
+    text_features = l2_normalize(text_features)
+    logits = clip_logits(logit_scale, image_features, text_features, normalize=False)
+    fixed = l2_normalize(model.fixed_embeddings())
+    with torch.no_grad():
+        zs_features = l2_normalize(model.clip.encode_image(image))
+        zs_logits = clip_logits(logit_scale, zs_features, fixed.to(zs_features.dtype), normalize=False)
+    loss_text = F.l1_loss(text_features, fixed, reduction="mean") * text_weight
+    loss_image = F.l1_loss(image_features, zs_features, reduction="mean") * image_weight
+    loss_logits = (
+        F.kl_div(F.log_softmax(logits, dim=1), F.log_softmax(zs_logits, dim=1), reduction="sum", log_target=True)
+        / logits.numel()
+    )
+    return F.cross_entropy(logits, label) + (loss_logits + loss_text + loss_image), logits
 
 
 def build_promptsrc(
-    cfg: CfgNode, classnames: list[str], clip_model: CLIP, init: IndependentInit | None = None
-) -> PromptSRCModel:
-    """PromptSRC around ``clip_model``; ``init``: the prompts drawn in CLIP's construction (else drawn here).
-
-    Draws, after the learner, what the official code's two more CLIP constructions draw.
-    """
+    cfg: CfgNode, classnames: list[str], clip_model: CLIP, *, template: str | None = None,
+    init: IndependentInit | None = None
+) -> PromptSRCModel:  # fmt: skip
+    """PromptSRC around ``clip_model``; ``init``: the prompts' initial values (None: drawn here, in the
+    official order); ``template``: the dataset's own, added to the 60."""
     learner = PromptSRCLearner(clip_model, classnames, cfg.TRAINER.PROMPTSRC, init)
-    for _ in range(2):
-        replay_clip_construction(clip_model)
-    return PromptSRCModel(clip_model, learner, classnames)
-
-
-def official_frozen_state(state_dict: Mapping[str, Tensor], learner_keys: set[str]) -> dict[str, Tensor]:
-    """The frozen CLIP tensors of an official checkpoint, under our CLIP's names (GPA changed them)."""
-    renames = (("image_encoder.", "visual."), ("text_encoder.", ""), ("logit_scale", "logit_scale"))
-    frozen = {}
-    for key, value in state_dict.items():
-        key = key.removeprefix("module.")
-        for old, new in renames:
-            if key.startswith(old) and key not in learner_keys:
-                frozen[new + key.removeprefix(old)] = value
-    return frozen
+    templates = [*TEMPLATES, *([template] if template else [])]
+    prompts = [class_prompts(cfg.DATASET.NAME, classnames, template=t) for t in templates]
+    return PromptSRCModel(clip_model, learner, prompts)
 
 
 @TRAINER_REGISTRY.register()
@@ -169,59 +172,45 @@ class PromptSRC(IVLP):
     """PromptSRC on Dassl's TrainerX, under the official name, node and model name (IVLP's learner)."""
 
     NODE = "PROMPTSRC"
+    DEFAULTS = {  # the official defaults (the YAML files set the values used)
+        **IVLP.DEFAULTS,
+        "N_CTX_VISION": 4,
+        "N_CTX_TEXT": 4,
+        "TEXT_LOSS_WEIGHT": 25,
+        "IMAGE_LOSS_WEIGHT": 10,
+        "GPA_MEAN": 15,  # the Gaussian over epochs 1..MAX_EPOCH that weights each epoch's model
+        "GPA_STD": 1,
+    }
     model_factory = staticmethod(build_promptsrc)
+    replay_after_factory = staticmethod(official.replay_promptsrc_build)
+    filter_state_dict = staticmethod(official.filter_promptsrc_state_dict)
     model: PromptSRCModel
-
-    @classmethod
-    def add_config(cls, cfg: CfgNode) -> None:
-        cfg.TRAINER.PROMPTSRC = promptsrc_node()
-
-    @classmethod
-    def dataset_settings(cls, dataset: str, task: str) -> dict[str, Any]:
-        if task == "FS" and dataset in _FEW_SHOT_GPA_DATASETS:
-            return {f"TRAINER.PROMPTSRC.{k}": v for k, v in _FEW_SHOT_GPA.items()}
-        return {}
 
     def check_cfg(self, cfg: CfgNode) -> None:
         super().check_cfg(cfg)
         if cfg.TRAINER.PROMPTSRC.GPA_STD <= 0:
             raise ConfigError(f"TRAINER.PROMPTSRC.GPA_STD must be positive, got {cfg.TRAINER.PROMPTSRC.GPA_STD}")
 
-    def after_build(self) -> None:
-        s = self.settings
-        self.gpa_weights = gpa_weights(s.GPA_MEAN, s.GPA_STD, self.cfg.OPTIM.MAX_EPOCH)
+    @property
+    def gpa_weights(self) -> np.ndarray:
+        return gpa_weights(self.settings.GPA_MEAN, self.settings.GPA_STD, self.cfg.OPTIM.MAX_EPOCH)
 
     def compute_loss(self, image: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
-        s, model = self.settings, self.model
-        logit_scale = model.clip.logit_scale.exp()
-        text_features = model.text_features()
-        image_features = model.image_features(image)
-        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
-        text_features = text_features / text_features.norm(dim=-1, keepdim=True)
-        logits = logit_scale * image_features @ text_features.t()
-        fixed = model.fixed_embeddings / model.fixed_embeddings.norm(dim=-1, keepdim=True)
-        with torch.no_grad():
-            zs_features = model.clip.encode_image(image)
-            zs_features = zs_features / zs_features.norm(dim=-1, keepdim=True)
-            zs_logits = logit_scale * zs_features @ fixed.to(zs_features.dtype).t()
-        loss_text = F.l1_loss(text_features, fixed, reduction="mean") * s.TEXT_LOSS_WEIGHT
-        loss_image = F.l1_loss(image_features, zs_features, reduction="mean") * s.IMAGE_LOSS_WEIGHT
-        loss_logits = (
-            F.kl_div(F.log_softmax(logits, dim=1), F.log_softmax(zs_logits, dim=1), reduction="sum", log_target=True)
-            / logits.numel()
-        )
-        return F.cross_entropy(logits, label) + (loss_logits + loss_text + loss_image), logits
+        settings = self.settings
+        return promptsrc_loss(self.model, image, label, settings.TEXT_LOSS_WEIGHT, settings.IMAGE_LOSS_WEIGHT)
 
-    def forward_backward(self, batch: dict) -> dict[str, float]:
-        """The step, then at each epoch's end GPA: add the epoch's model, after the last one use the sum."""
-        summary = super().forward_backward(batch)
-        if (self.batch_idx + 1) == self.num_batches:
-            learner = self.model.learner
-            learner.gpa.add(learner.state_dict(), self.gpa_weights[self.epoch])
-            if self.epoch + 1 == self.cfg.OPTIM.MAX_EPOCH:
-                print("Using GPA model for final inference...")
-                self.apply_gpa()
-        return summary
+    def after_epoch(self) -> None:
+        """GPA, then the base's end of epoch (validation, checkpoints): the checkpoint holds the sum."""
+        self.aggregate_epoch()
+        super().after_epoch()
+
+    def aggregate_epoch(self) -> None:
+        """Add the epoch's model to the GPA sum; after the last epoch, use the sum."""
+        learner = self.model.learner
+        learner.gpa.add(learner.state_dict(), self.gpa_weights[self.epoch])
+        if self.epoch + 1 == self.cfg.OPTIM.MAX_EPOCH:
+            print("Using GPA model for final inference...")
+            self.apply_gpa()
 
     def frozen_clip_keys(self) -> list[str]:
         """Our CLIP's tensors the official model holds (and averages): all but the token embedding."""
@@ -240,25 +229,13 @@ class PromptSRC(IVLP):
         averaged = {k: weighted_sum([state[k]] * len(weights), weights) for k in self.frozen_clip_keys()}
         clip_model.load_state_dict({**state, **averaged})
 
-    def learner_state(self, learner: nn.Module, state_dict: Mapping[str, Tensor], source: str) -> dict[str, Tensor]:
-        """Ours, or an official file: its GPA sum is not saved (zeros, none aggregated); its frozen CLIP,
-        averaged by GPA at the end of its run, is kept to load into ours (``load_model``)."""
-        own = learner.state_dict()
-        state = {k.removeprefix("module."): v for k, v in state_dict.items()}
-        self._official_frozen = None
-        if not any(k.startswith("gpa.") for k in state):
-            state.update({k: torch.zeros_like(v) for k, v in own.items() if k.startswith("gpa.")})
-            self._official_frozen = official_frozen_state(state, set(own))
-        return super().learner_state(learner, state, source)
-
-    def load_model(self, directory: str, epoch: int | None = None) -> None:
-        """As the base; a model saved after GPA also gets GPA's frozen CLIP, as the official code loads it."""
-        super().load_model(directory, epoch)
-        if not directory:
-            return
-        if self._official_frozen:
+    def load_checkpoint_into(self, name: str, checkpoint: dict[str, Any], path: str) -> None:
+        """As the base; a model saved after GPA also gets GPA's frozen CLIP, as the official code loads it:
+        an official file holds it, ours is recomputed from the loaded sum."""
+        super().load_checkpoint_into(name, checkpoint, path)
+        frozen = official.frozen_clip_state(checkpoint["state_dict"], self.model.learner)
+        if frozen:
             clip_model = self.model.clip
-            clip_model.load_state_dict({**clip_model.state_dict(), **self._official_frozen})
+            clip_model.load_state_dict({**clip_model.state_dict(), **frozen})
         elif int(self.model.learner.gpa.epochs) == self.cfg.OPTIM.MAX_EPOCH:
             self.average_frozen_clip()
-

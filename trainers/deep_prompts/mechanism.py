@@ -9,11 +9,11 @@ in the image tower, rows 1..n in the text tower. The methods differ only in wher
 As the official code (github muzairkhattak/multimodal-prompt-learning and PromptSRC):
 - the image tower's first prompts go through ``ln_pre`` with the patch tokens (ours: row by row, the same
   values, gradients summed over the batch in the same order);
-- the independent prompts are drawn inside CLIP's construction, interleaved with CLIP's own random
-  init: ``construct_with_prompts`` replays those draws, so seeded runs start from the official values;
+- the independent prompts are drawn in the official order (a plain factory draws only them; the trainer
+  draws them inside a replay of CLIP's construction, as the official code: ``official.py``);
 - a trainer's checkpoint holds its learner under the official key names (``prompt_learner.ctx``,
   ``image_encoder.VPT``, ``text_encoder.transformer.resblocks.<j>.VPT_shallow``, ...); the official files
-  also hold the frozen CLIP, which is skipped on load;
+  also hold the frozen CLIP, which is skipped on load (``official.py``);
 - the log shows the loss only (the official trainers print no accuracy);
 - prompts enter a tower through fp16 (``official_cast``), whatever the run's precision: the official
   ``.half()`` casts round them in fp32 runs too, since the concatenation promotes them back.
@@ -24,24 +24,20 @@ and 768).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 from yacs.config import CfgNode
 
 from clip import clip
-from clip.model import CLIP, BlockHooks, CLIPConfig, build_model
+from clip.model import CLIP, BlockHooks
 
-from .base import CLIPTrainer, ConfigError
-from .prompts import class_name
-from .replay import build_clip_without_drawing, replay_clip_construction
+from ..base import ConfigError
+from ..prompts import ClassPrompts
 
 PROMPT_STD = 0.02  # every randomly initialised prompt is N(0, 0.02)
-# Official checkpoints hold the whole model: the keys of its frozen parts, skipped on load.
-FROZEN_OFFICIAL_PREFIXES = ("image_encoder.", "text_encoder.", "logit_scale", "prompt_learner.ZS_image_encoder.")
 
 
 def normal_prompts(n: int, width: int, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -98,7 +94,7 @@ class DeepPromptHooks(BlockHooks):
         return torch.cat([x[: x.shape[0] - n], rows], dim=0)
 
 
-class TextContext(nn.Module):
+class TextContext(ClassPrompts):
     """The text tower's layer-0 prompts (CoOp's way): ``ctx`` between the SOS token and "<class name>.".
 
     As the official code: with CTX_INIT and at most 4 vectors, ``ctx`` is the embedding of the first
@@ -107,7 +103,6 @@ class TextContext(nn.Module):
     """
 
     def __init__(self, clip_model: CLIP, classnames: Sequence[str], n_ctx: int, ctx_init: str) -> None:
-        super().__init__()
         dtype, width = clip_model.dtype, clip_model.ln_final.weight.shape[0]
         if ctx_init and n_ctx <= 4:
             prefix = ctx_init.replace("_", " ")
@@ -117,18 +112,13 @@ class TextContext(nn.Module):
             ctx = normal_prompts(n_ctx, width, dtype)
             prefix = " ".join(["X"] * n_ctx)
         print(f'Initial text context: "{prefix}" ({n_ctx} context vectors)')
+        super().__init__(classnames, prefix, n_ctx, clip_model)
         self.ctx = nn.Parameter(ctx)
-        tokens = torch.cat([clip.tokenize(f"{prefix} {class_name(name)}.") for name in classnames])
-        with torch.no_grad():
-            embeddings = clip_model.token_embeddings(tokens)
-        self.register_buffer("token_prefix", embeddings[:, :1])
-        self.register_buffer("token_suffix", embeddings[:, 1 + n_ctx :])
-        self.register_buffer("eot", tokens.argmax(dim=-1), persistent=False)
         self.shared = 1 + n_ctx  # SOS and the context: the same in every class prompt
 
     def forward(self) -> Tensor:
         """Token embeddings (n_cls, L, width) of every class prompt, before the positional embedding."""
-        ctx = self.ctx.unsqueeze(0).expand(self.token_prefix.shape[0], -1, -1)
+        ctx = self.ctx.unsqueeze(0).expand(self.n_cls, -1, -1)
         return torch.cat([self.token_prefix, ctx, self.token_suffix], dim=1)
 
 
@@ -179,11 +169,12 @@ class PromptShape:
     text_depth: int
 
     @classmethod
-    def of(cls, s: CfgNode) -> PromptShape:
+    def of(cls, settings: CfgNode) -> PromptShape:
         """From a node with N_CTX_VISION, PROMPT_DEPTH_VISION and, if present, N_CTX_TEXT, PROMPT_DEPTH_TEXT."""
-        return cls(s.N_CTX_VISION, s.PROMPT_DEPTH_VISION, s.get("N_CTX_TEXT", 0), s.get("PROMPT_DEPTH_TEXT", 0))
+        text = settings.get("N_CTX_TEXT", 0), settings.get("PROMPT_DEPTH_TEXT", 0)
+        return cls(settings.N_CTX_VISION, settings.PROMPT_DEPTH_VISION, *text)
 
-    def draw_at(self, init: IndependentInit, v_width: int, t_width: int) -> Any:
+    def draw_at(self, init: IndependentInit, v_width: int, t_width: int) -> Callable[[str, int], None]:
         """The ``replay`` site drawing the prompts where the official CLIP constructor draws them."""
 
         def site(tower: str, j: int) -> None:
@@ -207,75 +198,8 @@ class PromptShape:
         return init
 
 
-def construct_with_prompts(state_dict: Mapping[str, Tensor], shape: PromptShape) -> tuple[CLIP, IndependentInit]:
-    """CLIP, and the independent prompts drawn in the official order inside one CLIP construction."""
-    clip_model = build_clip_without_drawing(lambda: build_model(state_dict))
-    init = IndependentInit()
-    widths = clip_model.visual.conv1.weight.shape[0], clip_model.ln_final.weight.shape[0]
-    replay_clip_construction(clip_model, site=shape.draw_at(init, *widths))
-    return clip_model, init
-
-
 def check_depth(depth: int, least: int, layers: int | None, key: str) -> None:
     """A prompt depth must lie within the tower (0 = no prompts, where the method allows it)."""
     if depth < least or (layers is not None and depth > layers):
         within = f"between {least} and the tower's {layers} layers" if layers is not None else f"at least {least}"
         raise ConfigError(f"{key} must be {within}, got {depth}")
-
-
-def logits_of(logit_scale: Tensor, image_features: Tensor, text_features: Tensor) -> Tensor:
-    """Scaled cosine similarities, with the official operation order."""
-    image_features = image_features / image_features.norm(dim=-1, keepdim=True)
-    text_features = text_features / text_features.norm(dim=-1, keepdim=True)
-    return logit_scale.exp() * image_features @ text_features.t()
-
-
-class DeepPromptTrainer(CLIPTrainer):
-    """What the four deep-prompt trainers share: loss-only log, official checkpoints, depth checks."""
-
-    DEPTH_KEYS: tuple[tuple[str, str, int], ...] = ()  # (key of a depth, "vision" or "text", its minimum)
-
-    def check_cfg(self, cfg: CfgNode) -> None:
-        super().check_cfg(cfg)
-        for key, _, least in self.DEPTH_KEYS:
-            check_depth(cfg.TRAINER[self.NODE][key], least, None, f"TRAINER.{self.NODE}.{key}")
-
-    def check_architecture(self, arch: CLIPConfig) -> None:
-        layers = {"vision": arch.vision_layers, "text": arch.transformer_layers}
-        for key, tower, least in self.DEPTH_KEYS:
-            check_depth(self.settings[key], least, layers[tower], f"TRAINER.{self.NODE}.{key}")
-
-    def forward_backward(self, batch: dict) -> dict[str, float]:
-        """The base step; the official trainers print the loss only."""
-        return {"loss": super().forward_backward(batch)["loss"]}
-
-    def learner_state(self, learner: nn.Module, state_dict: Mapping[str, Tensor], source: str) -> dict[str, Tensor]:
-        """Ours, or the official whole-model files without their frozen CLIP parts."""
-        own = learner.state_dict().keys()
-        kept = {
-            k: v
-            for k, v in state_dict.items()
-            if k.removeprefix("module.") in own or not k.removeprefix("module.").startswith(FROZEN_OFFICIAL_PREFIXES)
-        }
-        return super().learner_state(learner, kept, source)
-
-    def adapt_checkpoint(self, name: str, checkpoint: dict[str, Any], path: str) -> dict[str, Any]:
-        """Ours only: an official file's optimizer state covers the whole model, which is not mapped."""
-        if checkpoint["state_dict"].keys() != self._models[name].state_dict().keys():
-            raise ConfigError(
-                f"{path} is not a checkpoint of ours (an official one?): training cannot resume from it; "
-                "evaluate it with --eval-only --model-dir, or train into another --output-dir"
-            )
-        return checkpoint
-
-
-class IndependentPromptTrainer(DeepPromptTrainer):
-    """IVLP, VPT, PromptSRC: prompts drawn inside CLIP's construction, passed to ``model_factory`` as ``init``."""
-
-    def construct_clip(self, state_dict: dict[str, Tensor]) -> CLIP:
-        """CLIP, with the prompts the official CLIP constructor draws among its own draws."""
-        clip_model, self._prompt_init = construct_with_prompts(state_dict, PromptShape.of(self.settings))
-        return clip_model
-
-    def make_model(self, classnames: list[str], clip_model: CLIP) -> nn.Module:
-        return type(self).model_factory(self.cfg, classnames, clip_model, self._prompt_init)

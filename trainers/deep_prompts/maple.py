@@ -5,7 +5,7 @@ Official code: github muzairkhattak/multimodal-prompt-learning, trainers/maple.p
 ``ctx`` (CTX_INIT's first N_CTX words) are projected by ``proj`` into the image tower's layer-0 prompts;
 for the layers 2..PROMPT_DEPTH, ``compound_prompts_text[k]`` (N(0, 0.02)) go into the text tower and
 ``compound_prompt_projections[k]`` of them into the image tower. The projections start as copies of
-one linear layer. The mechanism is deep_prompts.py.
+one linear layer. The mechanism is mechanism.py.
 
 Not as the official code: the widths come from the backbone (the official code hard-codes ViT-B/16's
 512 and 768, so it only runs with ViT-B backbones); ``proj`` has the CLIP's dtype (the official one is
@@ -23,28 +23,21 @@ from yacs.config import CfgNode
 from clip.model import CLIP
 from dassl.engine import TRAINER_REGISTRY
 
-from .deep_prompts import DeepPromptHooks, DeepPromptTrainer, TextContext, logits_of, normal_prompts
-
-
-def maple_node() -> CfgNode:
-    """``TRAINER.MAPLE`` with the official defaults (the YAML files set the values used)."""
-    node = CfgNode()
-    node.N_CTX = 2  # prompt tokens per layer, both towers
-    node.CTX_INIT = "a photo of a"  # words initialising the layer-0 text prompts
-    node.PREC = "fp16"  # fp16, fp32 or amp
-    node.PROMPT_DEPTH = 9  # layers 1..depth of both towers get prompts (1: layer 0 only)
-    return node
+from ..logits import clip_logits
+from ..prompts import template_not_used
+from .mechanism import DeepPromptHooks, TextContext, normal_prompts
+from .trainer import DeepPromptTrainer
 
 
 class CoupledPrompts(TextContext):
     """The official ``MultiModalPromptLearner``: text prompts per layer and their projections to the image tower."""
 
-    def __init__(self, clip_model: CLIP, classnames: Sequence[str], s: CfgNode) -> None:
-        super().__init__(clip_model, classnames, s.N_CTX, s.CTX_INIT)
+    def __init__(self, clip_model: CLIP, classnames: Sequence[str], settings: CfgNode) -> None:
+        super().__init__(clip_model, classnames, settings.N_CTX, settings.CTX_INIT)
         t_width, v_width = clip_model.ln_final.weight.shape[0], clip_model.visual.conv1.weight.shape[0]
         # Built in the official order, so a seeded run draws the official initial values.
         self.proj = nn.Linear(t_width, v_width).to(clip_model.dtype)
-        deep = [nn.Parameter(normal_prompts(s.N_CTX, t_width)) for _ in range(s.PROMPT_DEPTH - 1)]
+        deep = [nn.Parameter(normal_prompts(settings.N_CTX, t_width)) for _ in range(settings.PROMPT_DEPTH - 1)]
         self.compound_prompts_text = nn.ParameterList(deep)
         projection = nn.Linear(t_width, v_width)
         self.compound_prompt_projections = nn.ModuleList(copy.deepcopy(projection) for _ in deep)
@@ -59,9 +52,9 @@ class CoupledPrompts(TextContext):
 class MaPLeLearner(nn.Module):
     """Every learned tensor of MaPLe, under the official model's key names (``prompt_learner.*``)."""
 
-    def __init__(self, clip_model: CLIP, classnames: Sequence[str], s: CfgNode) -> None:
+    def __init__(self, clip_model: CLIP, classnames: Sequence[str], settings: CfgNode) -> None:
         super().__init__()
-        self.prompt_learner = CoupledPrompts(clip_model, classnames, s)
+        self.prompt_learner = CoupledPrompts(clip_model, classnames, settings)
 
 
 class MaPLeModel(nn.Module):
@@ -76,11 +69,13 @@ class MaPLeModel(nn.Module):
         prompts = self.learner.prompt_learner
         text_hooks, image_hooks = prompts.hooks(self.clip.visual.ln_pre)
         text_features = self.clip.encode_text_embeddings(prompts(), prompts.eot, text_hooks, prompts.shared)
-        return logits_of(self.clip.logit_scale, self.clip.encode_image(image, image_hooks), text_features)
+        image_features = self.clip.encode_image(image, image_hooks)
+        return clip_logits(self.clip.logit_scale.exp(), image_features, text_features)
 
 
-def build_maple(cfg: CfgNode, classnames: list[str], clip_model: CLIP) -> MaPLeModel:
+def build_maple(cfg: CfgNode, classnames: list[str], clip_model: CLIP, *, template: str | None = None) -> MaPLeModel:
     """MaPLe around ``clip_model`` (its random init drawn after CLIP's, as the official code)."""
+    template_not_used("MaPLe", template)
     return MaPLeModel(clip_model, MaPLeLearner(clip_model, classnames, cfg.TRAINER.MAPLE))
 
 
@@ -89,11 +84,13 @@ class MaPLe(DeepPromptTrainer):
     """MaPLe on Dassl's TrainerX, under the official name, node and model name."""
 
     NODE = "MAPLE"
+    DEFAULTS = {  # the official defaults (the YAML files set the values used)
+        "N_CTX": 2,  # prompt tokens per layer, both towers
+        "CTX_INIT": "a photo of a",  # words initialising the layer-0 text prompts
+        "PREC": "fp16",  # fp16, fp32 or amp
+        "PROMPT_DEPTH": 9,  # layers 1..depth of both towers get prompts (1: layer 0 only)
+    }
     LEARNER_NAME = "MultiModalPromptLearner"
     REBUILT_KEYS = ("prompt_learner.token_prefix", "prompt_learner.token_suffix")
     DEPTH_KEYS = (("PROMPT_DEPTH", "vision", 1), ("PROMPT_DEPTH", "text", 1))
     model_factory = staticmethod(build_maple)
-
-    @classmethod
-    def add_config(cls, cfg: CfgNode) -> None:
-        cfg.TRAINER.MAPLE = maple_node()
