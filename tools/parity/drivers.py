@@ -111,8 +111,7 @@ def features(a: dict, side: str, clip: str, exact: bool) -> dict[str, Any]:
     cfg = make_cfg(a, side, clip, exact)
     torch.manual_seed(0)
     t = fixed_trainer(cfg, a["classnames"])
-    text = t.text_features if side == "official" else t.model.text_features
-    return {"features": text.tolist()}
+    return {"features": t.text_features.tolist()}  # where the official trainer keeps them, ours too
 
 
 def release_steps(a: dict, side: str, clip: str, exact: bool) -> dict[str, Any]:
