@@ -11,14 +11,17 @@ As the official code (github htyao89/KgCoOp), on purpose:
 - the class token is always at the end (the official prompt learner has no other position: any other
   ``CLASS_TOKEN_POSITION`` is refused here rather than silently ignored);
 - the random numbers its build draws are drawn in the same order, and official checkpoints (which hold
-  tensors of modules it never uses) load and resume: ``official.py``.
+  tensors of modules it never uses) load and resume: ``official.py``;
+- the teacher features are those of the released fp16 CLIP whatever PREC is (the official teacher is a
+  second CLIP that is never cast to fp32): computed from an fp16 copy of the frozen CLIP.
 
-Not the official code: the teacher comes from the same frozen CLIP (the official code builds a second
-copy, in fp16 on GPU whatever PREC is); its amp branch is broken (the model returns a tuple), ours runs amp
-as the other methods do (not exercised here: CPU only).
+Not the official code: its amp branch is broken (the model returns a tuple), ours runs amp as the other
+methods do (not exercised here: CPU only).
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +29,7 @@ from torch import Tensor, nn
 from yacs.config import CfgNode
 
 from clip import clip
-from clip.model import CLIP, RESNET, VIT
+from clip.model import CLIP, RESNET, VIT, convert_weights
 from dassl.engine import TRAINER_REGISTRY
 
 from ..base import ConfigError
@@ -63,8 +66,17 @@ class KgCoOpModel(nn.Module):
         self.teacher = FrozenFeatures(self.encode_teacher, clip_model.text_projection)
 
     def encode_teacher(self) -> Tensor:
-        """The frozen CLIP's normalised features of the templates."""
-        return l2_normalize(self.clip.encode_text(self.teacher_tokens))
+        """The templates' normalised features from the released fp16 CLIP, whatever the run's precision.
+
+        The official teacher is a second CLIP that is never cast to fp32 (``.cuda()`` only): its features, and
+        their normalisation, are fp16. A copy of the frozen CLIP in the release's layout (``convert_weights``
+        restores it exactly: the fp32 weights are fp16 values cast up) computes them, over the official 77
+        positions always (computed once, and a cut would move fp16 values by fp16 rounding).
+        """
+        teacher = copy.deepcopy(self.clip)
+        convert_weights(teacher)
+        teacher.exact = True
+        return l2_normalize(teacher.encode_text(self.teacher_tokens))
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
         """(logits, normalised class features of the learned prompts)."""
@@ -76,7 +88,8 @@ class KgCoOpModel(nn.Module):
 
 
 def kgcoop_loss(logits: Tensor, text: Tensor, teacher: Tensor, label: Tensor, weight: float) -> Tensor:
-    """CE + W * (1 - mean cos(text, teacher)); the teacher is renormalised as the official code does."""
+    """CE + W * (1 - mean cos(text, teacher)); the teacher is renormalised (in its own dtype, fp16) as the
+    official code does."""
     score = 1.0 - torch.mean(F.cosine_similarity(text, l2_normalize(teacher), dim=1, eps=1e-07))
     return F.cross_entropy(logits, label) + weight * score
 
