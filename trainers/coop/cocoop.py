@@ -57,7 +57,7 @@ class CoCoOpModel(PromptModel):
 
     def forward(self, image: Tensor) -> Tensor:
         clip_model = self.clip
-        image_features = l2_normalize(clip_model.encode_image(image.type(clip_model.dtype)))
+        image_features = l2_normalize(self.image_features(image))
         scale = clip_model.logit_scale.exp()
         logits = []
         for prompts, feature in zip(self.learner(image_features), image_features):
@@ -79,6 +79,7 @@ class CoCoOp(PromptTrainer):
     """Conditional Context Optimization: cross-entropy of the per-image prompts' logits."""
 
     NODE = "COCOOP"
+    FROZEN_IMAGE_FEATURES = "image_features"
     DEFAULTS = {  # CoOp's train.py
         "N_CTX": 16,  # context vectors
         "CTX_INIT": "",  # words initialising the context ("": random N(0, 0.02))
