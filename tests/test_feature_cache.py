@@ -28,7 +28,7 @@ from datasets.synthetic import make_dataset
 from tests.tiny import tiny_clip_config
 from trainers import feature_cache
 from trainers.config import extend_cfg
-from trainers.feature_cache import FeatureCache, uncachable
+from trainers.feature_cache import FeatureCache, SplitStore, uncachable
 
 REPO = Path(__file__).resolve().parents[1]
 N_TRAIN, N_VAL, N_TEST = 32, 16, 24
@@ -239,3 +239,28 @@ def test_outside_a_pass_the_frozen_method_computes() -> None:
     assert torch.equal(model.image_features(x), model(x)) and calls == [4]
     with pytest.raises(TypeError, match="FROZEN_IMAGE_FEATURES names 'encode', but Linear has no such method"):
         cache.install(model, "encode")
+
+
+class Frozen(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tower = torch.nn.Linear(3, 2).half()
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.tower(images.half())
+
+
+def test_features_are_kept_per_item_in_the_dtype_they_are_computed_in() -> None:
+    """fp16 features stay fp16; an item's features are found by its index wherever it sits in a batch."""
+    model = Frozen()
+    cache = FeatureCache(1, exact=False)
+    cache.install(model, "image_features")
+    store = cache.stores["val"] = SplitStore("val", None, 5)  # type: ignore[arg-type]  (no loader needed here)
+    images = torch.randn(2, 3)
+    cache.active = (store, torch.tensor([3, 0]))
+    first = model.image_features(images)
+    assert store.values is not None and store.values.dtype == torch.float16 and store.values.shape == (5, 2)
+    assert store.filled.tolist() == [True, False, False, True, False]
+    cache.active = (store, torch.tensor([0, 3]))  # the same items in another order (other pixels: not read)
+    assert torch.equal(model.image_features(torch.zeros(2, 3)), first.flip(0))
+    assert cache.computed == 2
