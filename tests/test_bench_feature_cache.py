@@ -24,7 +24,17 @@ def test_smoke_run_measures_both_paths(tmp_path, capsys) -> None:
     assert 0 < gflop["cached_later"] < gflop["uncached"]
     for path in ("uncached", "cached"):  # 200 epochs: the first one and 199 like the later measured ones
         assert report["end_to_end_s"][path] > 199 * report["later_epoch_s"][path]
-    assert "| cached |" in capsys.readouterr().out
+    for x in report["extrapolated"]:  # the recipe's datasets: the cached path encodes each image once
+        assert x["training_gflop_ratio"] > x["with_test_gflop_ratio"] > 1
+        assert x["adapter"]["train_gflop"] > x["adapter"]["val_gflop"] > 0  # a step is forward and backward
+    printed = capsys.readouterr().out
+    assert "| cached |" in printed and "| ImageNet, base classes | 500 |" in printed
+
+
+def test_an_epoch_uses_whole_batches_of_256_as_the_loader_does() -> None:
+    """drop_last: 384 DTD images give one step of 256; fewer than 256 images give one short batch."""
+    sizes = {n: bench_feature_cache.Scenario("x", 1, n, 0, 0).used for n in (100, 256, 384, 8000)}
+    assert sizes == {100: 100, 256: 256, 384: 256, 8000: 31 * 256}
 
 
 def test_fewer_than_two_epochs_is_a_usage_error(tmp_path, capsys) -> None:
