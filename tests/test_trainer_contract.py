@@ -166,3 +166,20 @@ def test_no_trainer_sits_more_than_four_classes_below_trainerx(name):
     """A method is a short chain over the base (CLIPTrainer, at most a family base, at most one variant)."""
     mro = clip_trainers()[name].__mro__
     assert mro.index(TrainerX) <= 4, f"{name}: {[c.__name__ for c in mro[: mro.index(TrainerX)]]}"
+
+
+@pytest.mark.parametrize(
+    "name, setup", [c for c in cases() if clip_trainers()[c.values[0]].FROZEN_IMAGE_FEATURES], indirect=["setup"]
+)
+def test_declared_frozen_image_features_depend_on_the_image_alone(name, setup, tmp_path):
+    """What a method declares frozen (computed once per image by the feature cache) does not move when the
+    learned tensors do, and an image's features do not depend on the other images of its batch."""
+    t = build(name, setup, str(tmp_path / "run"))
+    frozen = getattr(t.model, t.FROZEN_IMAGE_FEATURES)
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = frozen(images)
+        for p in t.model.learner.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)).to(p.dtype))
+        assert torch.equal(frozen(images), before)
+        torch.testing.assert_close(frozen(images[2:]), before[2:], rtol=1e-5, atol=1e-6)

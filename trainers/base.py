@@ -22,7 +22,7 @@ from __future__ import annotations
 import os.path as osp
 import pickle
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from typing import Any, ClassVar
 
@@ -41,6 +41,7 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import UserError, load_checkpoint, load_pretrained_weights
 from dassl.utils.torchtools import first_sentence, state_dict_of
 
+from .feature_cache import FeatureCache
 from .replay import build_clip_without_drawing
 
 TASKS = ("B2N", "FS", "CD")  # base-to-novel, few-shot, cross-dataset (and domain generalisation)
@@ -115,6 +116,9 @@ class CLIPTrainer(TrainerX):
     # before any work. ViT only unless a method says more (most reach into the ViT's blocks).
     BACKBONES: ClassVar[tuple[str, ...]] = (VIT,)
     LOG_ACCURACY: ClassVar[bool] = True  # False: the training log shows the loss only, as the official trainer
+    # The model's method (images) -> features whose result depends on the image alone (a frozen, unprompted
+    # image tower): computed once per image of each split with a deterministic transform (feature_cache.py).
+    FROZEN_IMAGE_FEATURES: ClassVar[str | None] = None
     model_factory: ClassVar[ModelFactory]
 
     # Parity with the official code, from the method's official.py (None: nothing to replay or map).
@@ -237,6 +241,7 @@ class CLIPTrainer(TrainerX):
         if self.replay_after_factory is not None:
             self.replay_after_factory(clip_model, self.settings)
         self.model.to(self.device)
+        self.feature_cache = self.build_feature_cache()
         learner = self.model.learner
         names = [name for name, p in learner.named_parameters() if p.requires_grad]
         print(f"Parameters to be updated: {names}")
@@ -249,6 +254,20 @@ class CLIPTrainer(TrainerX):
             self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
             self.register_model(self.LEARNER_NAME, learner, self.optim, self.sched)
         self.scaler = grad_scaler() if self.prec == "amp" else None
+
+    def build_feature_cache(self) -> FeatureCache | None:
+        """The cache over the model's ``FROZEN_IMAGE_FEATURES`` method, unless FEATURE_CACHE.ENABLED is False."""
+        settings = self.cfg.FEATURE_CACHE
+        if self.FROZEN_IMAGE_FEATURES is None or not settings.ENABLED:
+            return None
+        cache = FeatureCache(settings.MAX_MB, exact=self.cfg.EXACT)
+        cache.install(self.model, self.FROZEN_IMAGE_FEATURES)
+        return cache
+
+    def batches(self, split: str, loader: Iterable[Any]) -> Iterable[Any]:
+        """The batches of a pass, through the frozen-feature cache when the method declares one."""
+        cache = getattr(self, "feature_cache", None)
+        return loader if cache is None else cache.batches(split, loader)
 
     def init_learner(self, learner: nn.Module, path: str) -> None:
         """Hook: start from MODEL.INIT_WEIGHTS. Upstream's: copy the tensors whose names and shapes match."""

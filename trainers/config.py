@@ -1,7 +1,7 @@
 """The config layers of a run that belong to the methods (docs/configuration.md has the whole order).
 
-- ``extend_cfg`` adds TASK, DATASET.SUBSAMPLE_CLASSES, EXACT and every registered method's node with
-  its ``DEFAULTS``, so that any method's YAML file merges (ZeroshotCLIP reads CoOp's files, as upstream).
+- ``extend_cfg`` adds TASK, DATASET.SUBSAMPLE_CLASSES, EXACT, FEATURE_CACHE and every registered method's
+  node with its ``DEFAULTS``, so that any method's YAML file merges (ZeroshotCLIP reads CoOp's files, as upstream).
 - ``dataset_layer`` reads a method's published per-dataset values, ``configs/trainers/<TRAINER>/datasets.yaml``;
   ``apply_dataset_layer`` merges them and says what each one replaced (or why it was not applied).
 - ``keep_trainer_node`` then drops every node the selected method does not declare, so a run's config
@@ -56,12 +56,15 @@ def method_nodes(methods: Iterable[type[CLIPTrainer]]) -> dict[str, dict[str, An
 
 
 def extend_cfg(cfg: CfgNode) -> None:
-    """Add TASK, DATASET.SUBSAMPLE_CLASSES, EXACT and every method's node with its defaults."""
+    """Add TASK, DATASET.SUBSAMPLE_CLASSES, EXACT, FEATURE_CACHE and every method's node with its defaults."""
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
     cfg.TASK = "B2N"  # B2N, FS or CD; selects the per-dataset settings and, for MMRL, the scored logits
     # False (default): methods skip work whose result is never read, which moves logits by float
     # rounding only. True: the official code's exact op order, bit for bit (docs/configuration.md).
     cfg.EXACT = False
+    # What a method declares frozen (CLIPTrainer.FROZEN_IMAGE_FEATURES) is computed once per image of each
+    # split with a deterministic transform and kept on the device, within MAX_MB for all splits together.
+    cfg.FEATURE_CACHE = CfgNode({"ENABLED": True, "MAX_MB": 1024})
     for name, defaults in method_nodes(clip_trainers().values()).items():
         cfg.TRAINER[name] = CfgNode(copy.deepcopy(defaults))  # the class's lists stay untouched
 

@@ -35,7 +35,7 @@ from dassl.engine import TRAINER_REGISTRY
 from ..base import ConfigError
 from ..logits import clip_logits, l2_normalize
 from ..prompts import TEMPLATES, class_prompts
-from ..text_cache import FrozenFeatures
+from ..text_cache import FrozenFeatures, UnchangedCache
 from . import official
 from .coop import CoOp, CoOpPromptLearner, PromptTrainer
 
@@ -64,6 +64,7 @@ class KgCoOpModel(nn.Module):
         self.learner = learner
         self.register_buffer("teacher_tokens", teacher_tokens, persistent=False)
         self.teacher = FrozenFeatures(self.encode_teacher, clip_model.text_projection)
+        self.eval_text = UnchangedCache()
 
     def encode_teacher(self) -> Tensor:
         """The templates' normalised features from the released fp16 CLIP, whatever the run's precision.
@@ -78,11 +79,20 @@ class KgCoOpModel(nn.Module):
         teacher.exact = True
         return l2_normalize(teacher.encode_text(self.teacher_tokens))
 
+    def image_features(self, image: Tensor) -> Tensor:
+        """The frozen, unprompted image tower's features (the trainer's ``FROZEN_IMAGE_FEATURES``)."""
+        return self.clip.encode_image(image.type(self.clip.dtype))
+
+    def text_features(self) -> Tensor:
+        learner = self.learner
+        return self.clip.encode_text_embeddings(learner(), learner.eot, shared=learner.shared)
+
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
-        """(logits, normalised class features of the learned prompts)."""
+        """(logits, normalised class features of the learned prompts); at evaluation the class features are
+        kept while the context is unchanged."""
         clip_model = self.clip
-        text = clip_model.encode_text_embeddings(self.learner(), self.learner.eot, shared=self.learner.shared)
-        image_features = l2_normalize(clip_model.encode_image(image.type(clip_model.dtype)))
+        text = self.eval_text.get(self.parameters(), self.text_features)
+        image_features = l2_normalize(self.image_features(image))
         text = l2_normalize(text)
         return clip_logits(clip_model.logit_scale.exp(), image_features, text, normalize=False), text
 
@@ -110,6 +120,7 @@ class KgCoOp(PromptTrainer):
     """KgCoOp: CoOp's learner and the knowledge-guided loss, on CoOp's node plus ``W``."""
 
     NODE = "COOP"  # shared with CoOp
+    FROZEN_IMAGE_FEATURES = "image_features"
     DEFAULTS = {**CoOp.DEFAULTS, "W": 1.0}  # W: the official default; the published scripts pass 8.0
     BACKBONES = (VIT, RESNET)
     model_factory = staticmethod(build_kgcoop)
