@@ -127,6 +127,12 @@ class CLIPTrainer(TrainerX):
     replay_after_factory: ClassVar[Replay | None] = None
     filter_state_dict: ClassVar[StateFilter | None] = None
     filter_optimizer_state: ClassVar[OptimizerFilter | None] = None
+    # What the official code computes per test batch, in words ("every batch" / "for every image": how often
+    # it encodes the text), for the benchmark of the official test step (benchmarks/bench_eval.py).
+    # official_test_step(model, image) -> logits: that work on our modules where the model's forward does less
+    # (keeps text features the official code encodes again); None: the model's forward at 77 tokens does it.
+    OFFICIAL_TEST_STEP: ClassVar[str] = ""
+    official_test_step: ClassVar[Callable[[nn.Module, Tensor], Tensor] | None] = None
 
     @classmethod
     def scores_new_classes(cls, cfg: CfgNode) -> bool:
