@@ -10,7 +10,9 @@ A method is a ``CLIPTrainer`` subclass registered in dassl's ``TRAINER_REGISTRY`
 - ``compute_loss`` (and ``model_inference`` if the model's output is not the logits to score).
 
 Only to match its official code bit for bit, a method also names plain functions of its ``official.py``
-(``replay_construction``, ``replay_after_factory``, ``filter_state_dict``, ``filter_optimizer_state``).
+(``replay_construction``, ``replay_after_factory``, ``filter_state_dict``, ``filter_optimizer_state``), and
+for the benchmark of the official test step it states that step (``OFFICIAL_TEST_STEP``, with
+``official_test_step`` where its model's forward does less than the official one).
 
 The base does the rest: CLIP weights and their checks, precision, freezing, the learnable
 parameter report, the optimizer and scheduler, the training step (AMP included), strict learner

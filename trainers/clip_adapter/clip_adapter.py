@@ -46,12 +46,12 @@ class Adapter(nn.Module):
 
 
 class CLIPAdapterModel(nn.Module):
-    """The frozen CLIP, the adapter (the ``learner``) and the class features of the prompts."""
+    """The frozen CLIP, the adapter (the ``learner``: every tensor trained) and the class features."""
 
     def __init__(self, clip_model: CLIP, adapter: Adapter, prompts: list[str], ratio: float) -> None:
         super().__init__()
         self.clip = clip_model
-        self.adapter = adapter
+        self.adapter = adapter  # the release's name: its checkpoints hold fc.0.weight and fc.2.weight
         self.ratio = ratio
         self.register_buffer("tokens", clip.tokenize(prompts), persistent=False)
         # Encoded on first use where the model runs (again only on another device or dtype).
