@@ -220,3 +220,13 @@ def test_class_features_are_encoded_once(world, tmp_path):
 def test_settings_that_cannot_be_built_are_refused(world, tmp_path, opts, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         build(world, tmp_path, "vit64.pt", *opts)
+
+
+def test_the_adapter_trains_in_fp32_beside_a_half_precision_clip(world, tmp_path):
+    """PREC fp16 (CUDA) runs CLIP in half precision; the adapter, its gradients and the logits stay fp32."""
+    model = build(world, tmp_path, "vit64.pt").model
+    image_features, text_features = torch.randn(2, 64).half(), torch.randn(8, 64).half()
+    logits = model.logits(image_features, text_features)
+    logits.sum().backward()
+    assert logits.dtype == torch.float32
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.learner.parameters())
