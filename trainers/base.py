@@ -10,7 +10,9 @@ A method is a ``CLIPTrainer`` subclass registered in dassl's ``TRAINER_REGISTRY`
 - ``compute_loss`` (and ``model_inference`` if the model's output is not the logits to score).
 
 Only to match its official code bit for bit, a method also names plain functions of its ``official.py``
-(``replay_construction``, ``replay_after_factory``, ``filter_state_dict``, ``filter_optimizer_state``).
+(``replay_construction``, ``replay_after_factory``, ``filter_state_dict``, ``filter_optimizer_state``), and
+for the benchmark of the official test step it states that step (``OFFICIAL_TEST_STEP``, with
+``official_test_step`` where its model's forward does less than the official one).
 
 The base does the rest: CLIP weights and their checks, precision, freezing, the learnable
 parameter report, the optimizer and scheduler, the training step (AMP included), strict learner
@@ -131,6 +133,12 @@ class CLIPTrainer(TrainerX):
     replay_after_factory: ClassVar[Replay | None] = None
     filter_state_dict: ClassVar[StateFilter | None] = None
     filter_optimizer_state: ClassVar[OptimizerFilter | None] = None
+    # What the official code computes per test batch, in words ("every batch" / "for every image": how often
+    # it encodes the text), for the benchmark of the official test step (benchmarks/bench_eval.py).
+    # official_test_step(model, image) -> logits: that work on our modules where the model's forward does less
+    # (keeps text features the official code encodes again); None: the model's forward at 77 tokens does it.
+    OFFICIAL_TEST_STEP: ClassVar[str] = ""
+    official_test_step: ClassVar[Callable[[nn.Module, Tensor], Tensor] | None] = None
 
     @classmethod
     def scores_new_classes(cls, cfg: CfgNode) -> bool:
