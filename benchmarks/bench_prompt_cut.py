@@ -5,7 +5,9 @@ shapes (fp32), at the ImageNet-like setting of ``bench_speed.py`` (124 ImageNet 
 Each method's model comes from its registered factory with its published base-to-novel config. A step is
 the model's forward, cross-entropy on its logits and the backward; parts of a method's own loss that use
 frozen features computed outside ``forward`` (KgCoOp's teacher, PromptSRC's frozen passes) are left out,
-so for PromptSRC the ratio is an upper bound. FLOPs are counted on the first (warm-up) step of each path,
+so for PromptSRC the ratio is an upper bound. Frozen features a forward reads (TCP's class features, the
+meta-network's input) are computed once at build, before anything is measured. FLOPs are counted on the
+first (warm-up) step of each path,
 independent of the machine's load; times are medians of the paths interleaved repeat by repeat.
 
     python benchmarks/bench_prompt_cut.py                     # ~12 min on 2 cores
@@ -32,15 +34,19 @@ from param_counts import VIT_B16, config_for  # noqa: E402
 
 from clip.model import CLIP  # noqa: E402
 from trainers.config import clip_trainers  # noqa: E402
+from trainers.text_cache import FrozenFeatures  # noqa: E402
 
 # PromptSRC is IVLP's prompts plus losses; its build alone encodes 60 templates x 124 classes at ViT-B/16
 # (minutes on a CPU), so it is measured only when asked for (--methods PromptSRC).
-METHODS = ("CoOp", "CoCoOp", "KgCoOp", "IVLP", "MaPLe", "MultiModalAdapter")
+METHODS = ("CoOp", "CoCoOp", "KgCoOp", "TCP", "IVLP", "MaPLe", "MultiModalAdapter")
 PATHS = ("exact", "cut")
 
 
 def build(name: str, clip_model: CLIP) -> torch.nn.Module:
-    return clip_trainers()[name].model_factory(config_for(name, "imagenet"), IMAGENET, clip_model).train()
+    model = clip_trainers()[name].model_factory(config_for(name, "imagenet"), IMAGENET, clip_model).train()
+    for frozen in [v for v in vars(model).values() if isinstance(v, FrozenFeatures)]:
+        frozen()  # one-time work, not a training step's
+    return model
 
 
 def step(model: torch.nn.Module, clip_model: CLIP, cut: bool, image: torch.Tensor, label: torch.Tensor) -> None:

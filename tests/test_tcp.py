@@ -178,6 +178,33 @@ def test_class_aware_tokens_replace_the_context_rows_before_block_9(tiny_path: s
     assert torch.equal(hooks.before(8, x), x) and torch.equal(hooks.before(10, x), x)
 
 
+@pytest.mark.parametrize("layer", [0, 8, 11])
+def test_the_fast_text_path_gives_the_exact_features_and_gradients(tiny_path: str, layer: int) -> None:
+    """Default path (cut after the longest EOT, SOS and context once before the class-aware tokens, rows by
+    EOT after them) against the 77 positions of EXACT True: the same features and gradients up to rounding."""
+    names = ["a", "pleated knitted", "red car", "dotted woven striped zigzagged", "x"]  # prompts of 4 lengths
+    cfg = make_cfg(tiny_path, "TRAINER.COOP.N_CTX", 4, "TRAINER.COOP.CLASS_AWARE_LAYER", layer)
+    torch.manual_seed(0)
+    clip_model = build_model(torch.load(tiny_path)).float().requires_grad_(False)
+    model = build_tcp(cfg, names, clip_model)
+    assert len(set(model.learner.eot.tolist())) == 4
+    with torch.no_grad():
+        model.learner.ctx.normal_()
+    results = []
+    for exact in (True, False):
+        clip_model.exact = exact
+        model.learner.zero_grad()
+        features = model.class_features()
+        (features * torch.linspace(-1, 1, features.numel()).view_as(features)).sum().backward()
+        grads = [p.grad.float().clone() for p in model.learner.parameters()]
+        results.append((features.detach(), grads))
+    (exact_features, exact_grads), (fast_features, fast_grads) = results
+    torch.testing.assert_close(fast_features, exact_features, rtol=0, atol=2e-6)
+    for fast, exact in zip(fast_grads, exact_grads):
+        torch.testing.assert_close(fast, exact, rtol=1e-3, atol=1e-5)
+    assert not torch.equal(fast_features, exact_features)  # another computation, not the same one
+
+
 def test_frozen_class_features_are_the_released_fp16_clip_s(tiny_path: str) -> None:
     """The official second CLIP is never cast to fp32: its features (and the meta-net) are fp16 in an fp32
     run; META_NET_PREC fp32 uses the run's CLIP and an fp32 meta-net."""

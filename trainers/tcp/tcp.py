@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from yacs.config import CfgNode
 
 from clip import clip
+from clip.fast import SharedPrefixText, text_at_eot
 from clip.model import CLIP, BlockHooks, CLIPConfig, QuickGELU, convert_weights
 from dassl.engine import TRAINER_REGISTRY
 from dassl.optim import build_optimizer
@@ -159,10 +160,14 @@ class TCPModel(PromptModel):
         return l2_normalize(encoder.pool_text(encoder.encode_text_tokens(tokens), tokens.argmax(dim=-1)))
 
     def class_features(self) -> Tensor:
-        """Normalised text features of every class's prompt, with its class-aware tokens."""
+        """Normalised text features of every class's prompt, with its class-aware tokens: over the official
+        77 positions with ``EXACT``, else by ``fast_text`` (the same up to float rounding)."""
         prompts, tokens = self.learner(self.teacher())
-        hooks = ClassAwareTokens(tokens, self.block)
-        text = self.clip.encode_text_embeddings(prompts, self.learner.eot, inject=hooks)
+        clip_model, eot = self.clip, self.learner.eot
+        if clip_model.exact:
+            text = clip_model.encode_text_embeddings(prompts, eot, inject=ClassAwareTokens(tokens, self.block))
+        else:
+            text = fast_text(clip_model, prompts, eot.tolist(), tokens, self.block)
         return l2_normalize(text)
 
     def forward(self, image: Tensor, text: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -173,6 +178,24 @@ class TCPModel(PromptModel):
         if text is None:
             text = self.eval_text.get(self.learner.parameters(), self.class_features)
         return clip_logits(clip_model.logit_scale.exp(), image_features, text, normalize=False), text
+
+
+def fast_text(clip_model: CLIP, prompts: Tensor, eot: list[int], tokens: Tensor, block: int) -> Tensor:
+    """What ``encode_text_embeddings(prompts, eot, inject=ClassAwareTokens(tokens, block))`` computes, with less
+    work: the prompts cut after the longest EOT; before ``block``, SOS and the context (the same in every
+    prompt until the class-aware tokens replace the context) computed once for all prompts; from ``block``
+    on, the prompts grouped by EOT position and the last block run at the EOT only (``clip/fast.py``)."""
+    length, n = max(eot) + 1, prompts.shape[0]
+    shared = 1 + tokens.shape[1]
+    x = clip_model.position_text(prompts[:, :length])
+    blocks = list(clip_model.transformer.resblocks)
+    if block > 1:
+        trunk = SharedPrefixText(x[:shared, :1], [x[shared:]])
+        trunk.run(blocks[: block - 1], first=1)
+        x = torch.cat([trunk.prefix.expand(-1, n, -1), trunk.packed.view(length - shared, n, -1)])
+    x = ClassAwareTokens(tokens, block).before(block, x)
+    rows = text_at_eot(x, eot, 1, blocks[block - 1 :], first=block)
+    return clip_model.ln_final(rows).to(clip_model.dtype) @ clip_model.text_projection
 
 
 def build_tcp(
