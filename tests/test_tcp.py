@@ -157,7 +157,7 @@ def test_published_learnable_parameters_at_vit_b16_widths() -> None:
     torch.manual_seed(0)
     vit_b16_text = CLIP(tiny_clip_config(embed_dim=512, transformer_width=512, transformer_heads=8,
                                          transformer_layers=1, vision_layers=1))  # fmt: skip
-    cfg = make_cfg("unused", "TRAINER.COOP.N_CTX", 4)
+    cfg = make_cfg("unused", "TRAINER.COOP.N_CTX", 4, "TRAINER.COOP.CLASS_AWARE_LAYER", 0)  # one text block here
     model = build_tcp(cfg, CLASSNAMES, vit_b16_text)
     assert sum(p.numel() for p in model.learner.parameters() if p.requires_grad) == 331_904
 

@@ -198,6 +198,39 @@ def fast_text(clip_model: CLIP, prompts: Tensor, eot: list[int], tokens: Tensor,
     return clip_model.ln_final(rows).to(clip_model.dtype) @ clip_model.text_projection
 
 
+def check_settings(s: CfgNode) -> None:
+    """Refuse (one ConfigError line) what TCP cannot run: the official code fails or drops the class name."""
+    if s.CLASS_TOKEN_POSITION != "end":
+        raise ConfigError(
+            f"TRAINER.COOP.CLASS_TOKEN_POSITION {s.CLASS_TOKEN_POSITION!r}: TCP's prompts hold the class name "
+            "after the context (its templates); use end"
+        )
+    if s.CSC:
+        raise ConfigError("TRAINER.COOP.CSC True: TCP learns one context for all classes; use CSC False")
+    if not s.CTX_INIT and s.N_CTX != N_TOKENS:
+        raise ConfigError(
+            f"TRAINER.COOP.N_CTX {s.N_CTX}: TCP's prompts have {N_TOKENS} context slots (its templates' 4 "
+            f"leading words, replaced by its {N_TOKENS} class-aware tokens); set TRAINER.COOP.N_CTX {N_TOKENS}"
+        )
+    if s.META_NET_PREC not in META_PRECISIONS:
+        raise ConfigError(
+            f"TRAINER.COOP.META_NET_PREC must be one of {', '.join(META_PRECISIONS)}, got {s.META_NET_PREC!r}"
+        )
+    if not s.ADAM_EPS > 0:
+        raise ConfigError(f"TRAINER.COOP.ADAM_EPS must be positive, got {s.ADAM_EPS}")
+    if s.CLASS_AWARE_LAYER < 0:
+        raise ConfigError(f"TRAINER.COOP.CLASS_AWARE_LAYER must be 0 or more, got {s.CLASS_AWARE_LAYER}")
+
+
+def check_layer(layer: int, depth: int) -> None:
+    """The class-aware tokens enter before one of the text tower's ``depth`` blocks."""
+    if layer >= depth:
+        raise ConfigError(
+            f"TRAINER.COOP.CLASS_AWARE_LAYER {layer}: the backbone's text tower has {depth} blocks, so the tokens "
+            f"must enter after at most {depth - 1}"
+        )
+
+
 def build_tcp(
     cfg: CfgNode, classnames: list[str], clip_model: CLIP, *, template: str | None = None,
     init: Tensor | None = None,
@@ -205,6 +238,8 @@ def build_tcp(
     """TCP around a frozen ``clip_model``: draws the context (unless ``init``, the context the official build
     draws, is given) and then the meta-network. ``template``: the frozen class features' template if the
     dataset brings one (else TCP's table)."""
+    check_settings(cfg.TRAINER.COOP)
+    check_layer(cfg.TRAINER.COOP.CLASS_AWARE_LAYER, len(clip_model.transformer.resblocks))
     cfg = official_context(cfg)
     settings = cfg.TRAINER.COOP
     learner = TCPPromptLearner(cfg, classnames, clip_model, init)
@@ -230,37 +265,12 @@ class TCP(PromptTrainer):
 
     def check_cfg(self, cfg: CfgNode) -> None:
         super().check_cfg(cfg)
-        s = cfg.TRAINER.COOP
-        if s.CLASS_TOKEN_POSITION != "end":
-            raise ConfigError(
-                f"TRAINER.COOP.CLASS_TOKEN_POSITION {s.CLASS_TOKEN_POSITION!r}: TCP's prompts hold the class name "
-                "after the context (its templates); use end"
-            )
-        if s.CSC:
-            raise ConfigError("TRAINER.COOP.CSC True: TCP learns one context for all classes; use CSC False")
-        if not s.CTX_INIT and s.N_CTX != N_TOKENS:
-            raise ConfigError(
-                f"TRAINER.COOP.N_CTX {s.N_CTX}: TCP's prompts have {N_TOKENS} context slots (its templates' 4 "
-                f"leading words, replaced by its {N_TOKENS} class-aware tokens); set TRAINER.COOP.N_CTX {N_TOKENS}"
-            )
-        if s.CTX_INIT and s.CTX_INIT != INIT_WORDS:
+        check_settings(cfg.TRAINER.COOP)
+        if cfg.TRAINER.COOP.CTX_INIT and cfg.TRAINER.COOP.CTX_INIT != INIT_WORDS:
             print(f'Note: TCP initialises the context with "{INIT_WORDS}" whatever CTX_INIT is (official code)')
-        if s.META_NET_PREC not in META_PRECISIONS:
-            raise ConfigError(
-                f"TRAINER.COOP.META_NET_PREC must be one of {', '.join(META_PRECISIONS)}, got {s.META_NET_PREC!r}"
-            )
-        if not s.ADAM_EPS > 0:
-            raise ConfigError(f"TRAINER.COOP.ADAM_EPS must be positive, got {s.ADAM_EPS}")
-        if s.CLASS_AWARE_LAYER < 0:
-            raise ConfigError(f"TRAINER.COOP.CLASS_AWARE_LAYER must be 0 or more, got {s.CLASS_AWARE_LAYER}")
 
     def check_architecture(self, arch: CLIPConfig) -> None:
-        layer = self.settings.CLASS_AWARE_LAYER
-        if layer >= arch.transformer_layers:
-            raise ConfigError(
-                f"TRAINER.COOP.CLASS_AWARE_LAYER {layer}: the backbone's text tower has {arch.transformer_layers} "
-                f"blocks, so the tokens must enter after at most {arch.transformer_layers - 1}"
-            )
+        check_layer(self.settings.CLASS_AWARE_LAYER, arch.transformer_layers)
 
     def make_optimizer(self, learner: nn.Module) -> torch.optim.Optimizer:
         """Upstream's optimizer; for adam, with eps ADAM_EPS (the official run's edited Dassl)."""
