@@ -39,7 +39,7 @@ from yacs.config import CfgNode
 
 from clip import clip
 from clip.fast import SharedPrefixText, text_at_eot
-from clip.model import CLIP, BlockHooks, CLIPConfig, QuickGELU, convert_weights
+from clip.model import CLIP, RESNET, VIT, BlockHooks, CLIPConfig, QuickGELU, convert_weights
 from dassl.engine import TRAINER_REGISTRY
 from dassl.optim import build_optimizer
 
@@ -253,6 +253,7 @@ class TCP(PromptTrainer):
     """TCP: CoOp's context, class-aware tokens from the meta-network, KgCoOp's loss at weight 8."""
 
     NODE = "COOP"  # shared with CoOp and KgCoOp
+    BACKBONES = (VIT, RESNET)  # its image tower is frozen and unprompted (the official code runs on both)
     DEFAULTS = {
         **CoOp.DEFAULTS,
         "CLASS_AWARE_LAYER": 8,  # text blocks before the class-aware tokens replace the context (official: 8)
