@@ -5,9 +5,10 @@ CLIP of ViT-B/16 shapes. Two paths of the same model and weights, interleaved ro
 
 - ``official``: what the official code computes per test batch, on our modules in the official op order
   (``EXACT True``: prompts at 77 tokens). Read from the official repositories: CoOp, CoCoOp and KgCoOp
-  (KaiyangZhou/CoOp, htyao89/KgCoOp), IVLP and MaPLe (muzairkhattak/multimodal-prompt-learning) and
-  PromptSRC (muzairkhattak/PromptSRC) encode the text of every class again for every batch (CoCoOp for
-  every image); zero-shot CLIP, VPT, MMA (ZjjConan/Multi-Modal-Adapter, after its first batch) and the
+  (KaiyangZhou/CoOp, htyao89/KgCoOp), TCP (htyao89/Textual-based_Class-aware_prompt_tuning), IVLP and MaPLe
+  (muzairkhattak/multimodal-prompt-learning) and PromptSRC (muzairkhattak/PromptSRC) encode the text of
+  every class again for every batch (CoCoOp for every image); zero-shot CLIP, VPT, MMA
+  (ZjjConan/Multi-Modal-Adapter, after its first batch) and the
   masked-MHA adapter (dqmis/clip-mma) keep their text features; MMRL (yunncheng/MMRL) keeps them after
   its first batch and runs all 12 image blocks; lpclip scores image features with scikit-learn's
   decision function (float64 numpy). Each trainer states it (``OFFICIAL_TEST_STEP``, and where its
@@ -56,6 +57,7 @@ OFFICIAL_STEP = {
     "CoOp": RECOMPUTE,
     "CoCoOp": "text of every class at 77 tokens for every image; image tower",
     "KgCoOp": RECOMPUTE + "; cosine to the frozen class features",
+    "TCP": RECOMPUTE + " (class-aware tokens from the meta-net before block 9)",
     "IVLP": PROMPTED,
     "MaPLe": PROMPTED,
     "PromptSRC": PROMPTED,
@@ -109,6 +111,8 @@ class Bench:
             teacher = model.teacher() / model.teacher().norm(dim=-1, keepdim=True)
             _score = 1.0 - torch.mean(F.cosine_similarity(text, teacher, dim=1, eps=1e-07))  # as the official
             return logits
+        if name == "TCP":  # the official forward encodes the prompts again for every batch
+            return model(image, text=model.class_features())[0]
         if name == "LinearProbeCLIP":
             features = self.clip.encode_image(image.type(self.clip.dtype)).double().cpu().numpy()
             head = model.learner

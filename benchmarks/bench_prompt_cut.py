@@ -7,7 +7,9 @@ default), whose ``EXACT True`` also pools the image features from every query as
 Each method's model comes from its registered factory with its published base-to-novel config. A step is
 the model's forward, cross-entropy on its logits and the backward; parts of a method's own loss that use
 frozen features computed outside ``forward`` (KgCoOp's teacher, PromptSRC's frozen passes) are left out,
-so for PromptSRC the ratio is an upper bound. FLOPs are counted on the first (warm-up) step of each path,
+so for PromptSRC the ratio is an upper bound. Frozen features a forward reads (TCP's class features, the
+meta-network's input) are computed once at build, before anything is measured. FLOPs are counted on the
+first (warm-up) step of each path,
 independent of the machine's load; times are medians of the paths interleaved repeat by repeat.
 
     python -m benchmarks.bench_prompt_cut                     # ~12 min on 2 cores
@@ -29,10 +31,11 @@ from benchmarks.bench_speed import IMAGENET
 from benchmarks.param_counts import RN50, VIT_B16, config_for
 from clip.model import CLIP, RESNET
 from trainers.config import clip_trainers
+from trainers.text_cache import FrozenFeatures
 
 # PromptSRC is IVLP's prompts plus losses; its build alone encodes 60 templates x 124 classes at ViT-B/16
 # (minutes on a CPU), so it is measured only when asked for (--methods PromptSRC).
-METHODS = ("CoOp", "CoCoOp", "KgCoOp", "IVLP", "MaPLe", "MultiModalAdapter")
+METHODS = ("CoOp", "CoCoOp", "KgCoOp", "TCP", "IVLP", "MaPLe", "MultiModalAdapter")
 PATHS = ("exact", "cut")
 BACKBONES = {"vit_b16": (VIT_B16, METHODS), "rn50": (RN50, ("CoOp",))}
 
@@ -41,6 +44,8 @@ def build(name: str, clip_model: CLIP) -> torch.nn.Module:
     model = clip_trainers()[name].model_factory(config_for(name, "imagenet"), IMAGENET, clip_model).train()
     if clip_model.config.family == RESNET:
         clip_model.eval()  # as the trainers keep it: BatchNorm on its statistics
+    for frozen in [v for v in vars(model).values() if isinstance(v, FrozenFeatures)]:
+        frozen()  # one-time work, not a training step's
     return model
 
 

@@ -258,7 +258,7 @@ class CLIPTrainer(TrainerX):
         if cfg.MODEL.INIT_WEIGHTS:
             self.init_learner(learner, cfg.MODEL.INIT_WEIGHTS)
         if self.TRAINABLE:
-            self.optim = build_optimizer(learner, cfg.OPTIM)
+            self.optim = self.make_optimizer(learner)
             self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
             self.register_model(self.LEARNER_NAME, learner, self.optim, self.sched)
         self.scaler = grad_scaler() if self.prec == "amp" else None
@@ -276,6 +276,10 @@ class CLIPTrainer(TrainerX):
         """The batches of a pass, through the frozen-feature cache when the method declares one."""
         cache = getattr(self, "feature_cache", None)
         return loader if cache is None else cache.batches(split, loader)
+
+    def make_optimizer(self, learner: nn.Module) -> torch.optim.Optimizer:
+        """Hook: the optimizer of the learner. Upstream's: ``build_optimizer`` from OPTIM."""
+        return build_optimizer(learner, self.cfg.OPTIM)
 
     def init_learner(self, learner: nn.Module, path: str) -> None:
         """Hook: start from MODEL.INIT_WEIGHTS. Upstream's: copy the tensors whose names and shapes match."""
