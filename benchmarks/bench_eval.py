@@ -7,9 +7,9 @@ CLIP of ViT-B/16 shapes. Two paths of the same model and weights, interleaved ro
   (``EXACT True``: prompts at 77 tokens). Read from the official repositories: CoOp, CoCoOp and KgCoOp
   (KaiyangZhou/CoOp, htyao89/KgCoOp), IVLP and MaPLe (muzairkhattak/multimodal-prompt-learning) and
   PromptSRC (muzairkhattak/PromptSRC) encode the text of every class again for every batch (CoCoOp for
-  every image); zero-shot CLIP, VPT, MMA (ZjjConan/Multi-Modal-Adapter, after its first batch) and the
-  masked-MHA adapter (dqmis/clip-mma) keep their text features; MMRL (yunncheng/MMRL) keeps them after
-  its first batch and runs all 12 image blocks; lpclip scores image features with scikit-learn's
+  every image); zero-shot CLIP, VPT, ProVP (MCG-NJU/ProVP), MMA (ZjjConan/Multi-Modal-Adapter, after its
+  first batch) and the masked-MHA adapter (dqmis/clip-mma) keep their text features; MMRL (yunncheng/MMRL)
+  keeps them after its first batch and runs all 12 image blocks; lpclip scores image features with scikit-learn's
   decision function (float64 numpy). ``OFFICIAL_STEP`` says it per method.
 - ``ours``: the trainer's own ``model_inference`` under ``torch.no_grad()``, as Dassl's test loop, with
   the default settings (``EXACT False``).
@@ -58,6 +58,7 @@ OFFICIAL_STEP = {
     "MaPLe": PROMPTED,
     "PromptSRC": PROMPTED,
     "VPT": "text features fixed at build; prompted image tower",
+    "ProVP": "text features fixed at build; prompted image tower",
     "ZeroshotCLIP": "text features fixed at build; image tower",
     "ZeroshotCLIP2": "ensembled text features fixed at build; image tower",
     "MultiModalAdapter": "text features kept after the first batch; adapted image tower",

@@ -14,8 +14,8 @@ from trainers.config import clip_trainers
 BATCH = 3
 # Passes of the text transformer per official test batch, all at 77 tokens: the CoOp family, IVLP, MaPLe and
 # PromptSRC encode every class prompt in every forward (CoCoOp once per image); the others keep features
-# encoded once (zero-shot CLIP, VPT, the masked-MHA adapter at build; MMA and MMRL after the first batch) or
-# have no text (the linear probe).
+# encoded once (zero-shot CLIP, VPT, ProVP, the masked-MHA adapter at build; MMA and MMRL after the first
+# batch) or have no text (the linear probe).
 TEXT_PASSES = {"CoOp": 1, "KgCoOp": 1, "IVLP": 1, "MaPLe": 1, "PromptSRC": 1, "CoCoOp": BATCH}
 
 
