@@ -106,8 +106,8 @@ def test_kgcoop_shares_coops_node_and_adds_w():
     assert KgCoOp.NODE == CoOp.NODE == "COOP"
     assert KgCoOp.DEFAULTS == {**CoOp.DEFAULTS, "W": 1.0}
     cfg = get_cfg_default()
-    extend_cfg(cfg)  # the union of both: a KgCoOp YAML file and a CoOp one both merge
-    assert dict(cfg.TRAINER.COOP) == {**CoOp.DEFAULTS, "W": 1.0}
+    extend_cfg(cfg)  # the union of the node's methods (ProVP's too): a KgCoOp YAML file and a CoOp one both merge
+    assert dict(cfg.TRAINER.COOP).items() >= {**CoOp.DEFAULTS, "W": 1.0}.items()
 
 
 def test_official_checkpoint_loads_and_a_foreign_one_is_refused(tiny_path):
