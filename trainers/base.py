@@ -3,6 +3,7 @@
 A method is a ``CLIPTrainer`` subclass registered in dassl's ``TRAINER_REGISTRY`` that declares
 - ``NODE`` and ``DEFAULTS``: its config node ``cfg.TRAINER.<NODE>`` and that node's keys with the
   official defaults (its per-dataset values, if any, are ``configs/trainers/<TRAINER>/datasets.yaml``);
+  ``EXTRA_KEYS`` only for keys its official files set outside the node;
 - ``LEARNER_NAME``, the name its learnable module is registered (and checkpointed) under;
 - ``model_factory(cfg, classnames, clip_model, *, template=None) -> nn.Module``, a plain function that
   builds the model around a frozen CLIP (``template``: the dataset's own prompt template, if it brings
