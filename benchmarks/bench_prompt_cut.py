@@ -1,6 +1,8 @@
 """The prompt cut for the prompt-learning methods: a training step with prompts cut after the longest EOT
 (the default) against the official 77 positions (``EXACT True``), on CPU with a random CLIP of ViT-B/16
 shapes (fp32), at the ImageNet-like setting of ``bench_speed.py`` (124 ImageNet class names, batch 4).
+``--backbone rn50``: the same on a random CLIP of RN50 shapes for the methods that run on it (CoOp by
+default), whose ``EXACT True`` also pools the image features from every query as the official code.
 
 Each method's model comes from its registered factory with its published base-to-novel config. A step is
 the model's forward, cross-entropy on its logits and the backward; parts of a method's own loss that use
@@ -10,6 +12,7 @@ independent of the machine's load; times are medians of the paths interleaved re
 
     python benchmarks/bench_prompt_cut.py                     # ~12 min on 2 cores
     python benchmarks/bench_prompt_cut.py --methods CoOp --repeats 5
+    python benchmarks/bench_prompt_cut.py --backbone rn50
 """
 
 from __future__ import annotations
@@ -28,19 +31,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bench_mmrl as b  # noqa: E402  (the FLOP counter)
 from bench_speed import IMAGENET  # noqa: E402
-from param_counts import VIT_B16, config_for  # noqa: E402
+from param_counts import RN50, VIT_B16, config_for  # noqa: E402
 
-from clip.model import CLIP  # noqa: E402
+from clip.model import CLIP, RESNET  # noqa: E402
 from trainers.config import clip_trainers  # noqa: E402
 
 # PromptSRC is IVLP's prompts plus losses; its build alone encodes 60 templates x 124 classes at ViT-B/16
 # (minutes on a CPU), so it is measured only when asked for (--methods PromptSRC).
 METHODS = ("CoOp", "CoCoOp", "KgCoOp", "IVLP", "MaPLe", "MultiModalAdapter")
 PATHS = ("exact", "cut")
+BACKBONES = {"vit_b16": (VIT_B16, METHODS), "rn50": (RN50, ("CoOp",))}
 
 
 def build(name: str, clip_model: CLIP) -> torch.nn.Module:
-    return clip_trainers()[name].model_factory(config_for(name, "imagenet"), IMAGENET, clip_model).train()
+    model = clip_trainers()[name].model_factory(config_for(name, "imagenet"), IMAGENET, clip_model).train()
+    if clip_model.config.family == RESNET:
+        clip_model.eval()  # as the trainers keep it: BatchNorm on its statistics
+    return model
 
 
 def step(model: torch.nn.Module, clip_model: CLIP, cut: bool, image: torch.Tensor, label: torch.Tensor) -> None:
@@ -55,7 +62,8 @@ def measure(name: str, batch: int, repeats: int, clip_model: CLIP) -> dict[str, 
     """GFLOPs per image (counted on the warm-up round) and median seconds per step of each path."""
     torch.manual_seed(0)
     model = build(name, clip_model)
-    image, label = torch.randn(batch, 3, 224, 224), torch.randint(len(IMAGENET), (batch,))
+    size = clip_model.config.image_resolution
+    image, label = torch.randn(batch, 3, size, size), torch.randint(len(IMAGENET), (batch,))
     flops = {p: b.count_flops(lambda p=p: step(model, clip_model, p == "cut", image, label)) / batch / 1e9
              for p in PATHS}  # fmt: skip
     times: dict[str, list[float]] = {p: [] for p in PATHS}
@@ -69,15 +77,17 @@ def measure(name: str, batch: int, repeats: int, clip_model: CLIP) -> dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=sorted(clip_trainers()))
+    parser.add_argument("--backbone", choices=sorted(BACKBONES), default="vit_b16")
+    parser.add_argument("--methods", nargs="+", choices=sorted(clip_trainers()), help="default: all measured ones")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32 CPU, ViT-B/16 shapes, "
+    config, methods = BACKBONES[args.backbone]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32 CPU, {args.backbone} shapes, "
           f"{len(IMAGENET)} ImageNet classes, batch {args.batch_size}")  # fmt: skip
     torch.manual_seed(0)
-    clip_model = CLIP(VIT_B16).eval().requires_grad_(False)
-    for name in args.methods:
+    clip_model = CLIP(config).eval().requires_grad_(False)
+    for name in args.methods or methods:
         m = measure(name, args.batch_size, args.repeats, clip_model)
         f, t = m["gflops"], m["seconds"]
         line = f"{name:18s} GFLOP/img: exact {f['exact']:7.1f}  cut {f['cut']:7.1f} ({f['exact'] / f['cut']:.2f}x)"

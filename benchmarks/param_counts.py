@@ -1,7 +1,9 @@
-"""Learnable parameters of every registered method at ViT-B/16, for README's methods table.
+"""Learnable parameters of every registered method at ViT-B/16, and at RN50 for the methods that run on it,
+for README's methods table.
 
 Each method's model is built by its own registered factory, with its published base-to-novel config (else
-few-shot, 16 shots), on one random CLIP of ViT-B/16 shapes (built once, ~600 MB).
+few-shot, 16 shots), on one random CLIP of ViT-B/16 shapes and one of RN50 shapes (built once each, ~600 and
+~400 MB).
 
     python benchmarks/param_counts.py
 """
@@ -21,11 +23,23 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_mmrl import ARCHS  # noqa: E402
 
-from clip.model import CLIP  # noqa: E402
+from clip.model import CLIP, RESNET, CLIPConfig  # noqa: E402
 from dassl.config import get_cfg_default  # noqa: E402
 from trainers.config import clip_trainers, extend_cfg  # noqa: E402
 
 VIT_B16 = ARCHS["vit_b16"]
+RN50 = CLIPConfig(  # OpenAI's RN50.pt, as its tensor shapes give it
+    embed_dim=1024,
+    image_resolution=224,
+    vision_layers=(3, 4, 6, 3),
+    vision_width=64,
+    vision_patch_size=None,
+    context_length=77,
+    vocab_size=49408,
+    transformer_width=512,
+    transformer_heads=8,
+    transformer_layers=12,
+)
 CLASSES = [f"class {i}" for i in range(10)]
 
 
@@ -52,10 +66,18 @@ def learnable(name: str, clip_model: CLIP) -> int:
 
 
 def main() -> None:
-    torch.manual_seed(0)
-    clip_model = CLIP(VIT_B16).eval().requires_grad_(False)
-    counts = {name: learnable(name, clip_model) for name in sorted(clip_trainers())}
-    print("\n".join(f"{name:20s} {count:>12,}" for name, count in counts.items()))
+    names = sorted(clip_trainers())
+    counts: dict[str, dict[str, int]] = {}
+    for arch, config in (("ViT-B/16", VIT_B16), ("RN50", RN50)):
+        torch.manual_seed(0)
+        clip_model = CLIP(config).eval().requires_grad_(False)
+        runs = [n for n in names if config.family in clip_trainers()[n].BACKBONES]
+        counts[arch] = {name: learnable(name, clip_model) for name in runs}
+        del clip_model
+    print(f"{'method':20s} {'ViT-B/16':>12} {'RN50':>12}")
+    for name in names:
+        cells = [f"{counts[a][name]:>12,}" if name in counts[a] else f"{'-':>12}" for a in ("ViT-B/16", "RN50")]
+        print(f"{name:20s} " + " ".join(cells) + ("" if RESNET in clip_trainers()[name].BACKBONES else "  (ViT only)"))
 
 
 if __name__ == "__main__":

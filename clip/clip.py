@@ -1,5 +1,7 @@
 """OpenAI's public CLIP API (``load``, ``tokenize``, ``available_models``), so CoOp-family code ports over.
 
+Every published model loads: the ResNets (RN50, RN101, RN50x4, RN50x16, RN50x64) and the ViTs.
+
 Weights are read without running any pickled or TorchScript code: plain files go through
 ``torch.load(weights_only=True)``, OpenAI's TorchScript archives through a restricted unpickler that only
 rebuilds tensors.
@@ -25,11 +27,12 @@ from PIL import Image
 from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, Resize, ToTensor
 from tqdm import tqdm
 
-from .model import CLIP, build_model
+from .model import CLIP, RESNET, VIT, build_model
 from .tokenizer import tokenize
 
 __all__ = [
     "available_models",
+    "model_family",
     "build_model",
     "load",
     "load_clip_state_dict",
@@ -57,6 +60,13 @@ STD = (0.26862954, 0.26130258, 0.27577711)
 def available_models() -> list[str]:
     """Names accepted by ``load``."""
     return list(_MODELS)
+
+
+def model_family(name: str) -> str | None:
+    """"ResNet" or "ViT" for a published model name, None for any other name (its weights tell)."""
+    if name not in _MODELS:
+        return None
+    return RESNET if name.startswith("RN") else VIT
 
 
 def _cache_dir() -> str:

@@ -1,8 +1,10 @@
-"""CLIP ViT with one transformer for both towers and a single hook for methods that add tokens.
+"""CLIP with a ViT or a ResNet image tower, one transformer class for the ViT and the text tower, and
+hook sites for methods that add tokens or adapters to the transformers.
 
 Parameter names, module construction order, random initialisation and floating-point op order all follow
 OpenAI's CLIP, so OpenAI state dicts load unchanged, a seeded run draws the same random numbers after the
 model is built, and features are bit-identical to OpenAI's implementation in the same precision.
+The ResNet image tower (RN50 ... RN50x64) is in ``clip.resnet``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from torch import nn
 
 from .fast import text_at_eot
+from .resnet import ModifiedResNet
 
 Injector = Callable[[int, torch.Tensor], torch.Tensor]
 """Called as ``x = inject(i, x)`` before transformer block ``i`` (1-based) on the (L, N, D) sequence.
@@ -197,18 +200,24 @@ class VisionTransformer(nn.Module):
         return self.ln_post(x[:, 0, :]) @ self.proj
 
 
+VIT, RESNET = "ViT", "ResNet"  # the two image-tower families (``CLIPConfig.family``)
+
+
 @dataclass
 class CLIPConfig:
-    """Hyper-parameters of a ViT CLIP, named as in OpenAI's constructor.
+    """Hyper-parameters of a CLIP, named as in OpenAI's constructor.
 
-    The vision tower uses ``vision_width // 64`` heads, OpenAI's rule (their state dicts do not store it).
+    As there, ``vision_layers`` is an int (transformer blocks) for a ViT image tower, or four ints (blocks
+    per ResNet stage) for a ResNet one, whose ``vision_patch_size`` is None. The image tower's heads
+    follow OpenAI's rules (their state dicts do not store them): ``vision_width // 64`` for a ViT,
+    ``vision_width * 32 // 64`` (64 dimensions per head of the attention pooling) for a ResNet.
     """
 
     embed_dim: int
     image_resolution: int
-    vision_layers: int
+    vision_layers: int | tuple[int, int, int, int]
     vision_width: int
-    vision_patch_size: int
+    vision_patch_size: int | None
     context_length: int
     vocab_size: int
     transformer_width: int
@@ -216,36 +225,62 @@ class CLIPConfig:
     transformer_layers: int
 
     @property
+    def family(self) -> str:
+        return RESNET if isinstance(self.vision_layers, tuple) else VIT
+
+    @property
     def vision_heads(self) -> int:
-        return self.vision_width // 64
+        return self.vision_width * 32 // 64 if self.family == RESNET else self.vision_width // 64
 
     def __post_init__(self) -> None:
-        if self.vision_width < 64:
-            raise ValueError(f"vision_width must be at least 64 (heads = width // 64), got {self.vision_width}")
+        if isinstance(self.vision_layers, list):  # from JSON or YAML
+            self.vision_layers = tuple(self.vision_layers)
+        if self.family == VIT:
+            if self.vision_width < 64:
+                raise ValueError(f"vision_width must be at least 64 (heads = width // 64), got {self.vision_width}")
+            return
+        if len(self.vision_layers) != 4 or min(self.vision_layers) < 1:
+            raise ValueError(f"a ResNet tower has 4 stages of 1 block or more, got vision_layers {self.vision_layers}")
+        if self.vision_width < 2 or self.vision_width % 2:
+            raise ValueError(f"a ResNet vision_width must be even and at least 2, got {self.vision_width}")
+        if self.image_resolution % 32:
+            raise ValueError(f"a ResNet tower takes images of a multiple of 32 pixels, got {self.image_resolution}")
 
 
 class CLIP(nn.Module):
-    """ViT CLIP: ``visual`` image tower and a causal text tower whose parts sit at the top level.
+    """CLIP: ``visual`` image tower (ViT or ResNet) and a causal text tower whose parts sit at the top level.
 
     ``exact`` (True by default): ``encode_text`` and ``encode_text_embeddings`` run all 77 positions, as
-    OpenAI's code. False: they run the prompts only up to the longest EOT. Under the causal mask no later
-    position reaches an EOT, so the features are the same up to float rounding, for a fraction of the work
-    (CoOp's prompts are ~20 of 77 positions). Trainers build it with the run's ``EXACT`` (False by default).
+    OpenAI's code, and a ResNet's attention pooling attends from every position and keeps the first, as
+    the code in OpenAI's published archives and in the official methods' copy of it (CoOp's, CoCoOp's,
+    KgCoOp's). False: the prompts run only up to the longest EOT (under the causal mask no later position
+    reaches an EOT) and the pooling computes its one query (OpenAI's current ``model.py``): the same
+    features up to float rounding, for a fraction of the work (CoOp's prompts are ~20 of 77 positions).
+    Trainers build it with the run's ``EXACT`` (False by default).
     """
 
     def __init__(self, config: CLIPConfig, exact: bool = True) -> None:
         super().__init__()
         self.config = config
-        self.exact = exact
         self.context_length = config.context_length
-        self.visual = VisionTransformer(
-            input_resolution=config.image_resolution,
-            patch_size=config.vision_patch_size,
-            width=config.vision_width,
-            layers=config.vision_layers,
-            heads=config.vision_heads,
-            output_dim=config.embed_dim,
-        )
+        self.visual: VisionTransformer | ModifiedResNet
+        if config.family == RESNET:
+            self.visual = ModifiedResNet(
+                layers=config.vision_layers,
+                output_dim=config.embed_dim,
+                heads=config.vision_heads,
+                input_resolution=config.image_resolution,
+                width=config.vision_width,
+            )
+        else:
+            self.visual = VisionTransformer(
+                input_resolution=config.image_resolution,
+                patch_size=config.vision_patch_size,
+                width=config.vision_width,
+                layers=config.vision_layers,
+                heads=config.vision_heads,
+                output_dim=config.embed_dim,
+            )
         self.transformer = Transformer(config.transformer_width, config.transformer_layers, config.transformer_heads)
         self.vocab_size = config.vocab_size
         self.token_embedding = nn.Embedding(config.vocab_size, config.transformer_width)
@@ -253,12 +288,16 @@ class CLIP(nn.Module):
         self.ln_final = LayerNorm(config.transformer_width)
         self.text_projection = nn.Parameter(torch.empty(config.transformer_width, config.embed_dim))
         self.logit_scale = nn.Parameter(torch.ones([]) * math.log(1 / 0.07))
+        self.exact = exact
         self.initialize_parameters()
 
     def initialize_parameters(self) -> None:
-        """OpenAI's init; only the text blocks are re-drawn, the vision blocks keep PyTorch's defaults."""
+        """OpenAI's init, in its order: the text blocks are re-drawn, the ViT blocks keep PyTorch's
+        defaults, a ResNet tower re-draws its attention pooling (``ModifiedResNet.initialize_parameters``)."""
         nn.init.normal_(self.token_embedding.weight, std=0.02)
         nn.init.normal_(self.positional_embedding, std=0.01)
+        if isinstance(self.visual, ModifiedResNet):
+            self.visual.initialize_parameters()
         width, layers = self.transformer.width, self.transformer.layers
         attn_std = width**-0.5
         proj_std = width**-0.5 * (2 * layers) ** -0.5
@@ -274,7 +313,23 @@ class CLIP(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.visual.conv1.weight.dtype
 
+    @property
+    def exact(self) -> bool:
+        return self._exact
+
+    @exact.setter
+    def exact(self, value: bool) -> None:
+        """Set on the ResNet's pooling too (``AttentionPool2d.all_queries``), so its image features follow."""
+        self._exact = value
+        if isinstance(getattr(self, "visual", None), ModifiedResNet):
+            self.visual.attnpool.all_queries = value
+
     def encode_image(self, image: torch.Tensor, inject: Hooks | None = None) -> torch.Tensor:
+        """Image features (N, embed_dim). ``inject`` needs a ViT tower (a ResNet has no token sequence)."""
+        if inject is None:
+            return self.visual(image)
+        if not isinstance(self.visual, VisionTransformer):
+            raise TypeError("hooks into the image tower need a ViT CLIP; this one has a ResNet image tower")
         return self.visual(image, inject=inject)
 
     def token_embeddings(self, text: torch.Tensor) -> torch.Tensor:
@@ -369,35 +424,72 @@ def _block_count(state_dict: Mapping[str, torch.Tensor], prefix: str) -> int:
     return max(indices) + 1 if indices else 0
 
 
-def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> CLIPConfig:
-    """Infer the architecture from tensor shapes and key names (heads follow OpenAI's width // 64 rule)."""
-    if "visual.proj" not in state_dict:
-        if any(key.startswith("visual.layer1.") or key.startswith("visual.attnpool.") for key in state_dict):
-            raise NotImplementedError("This is a ResNet CLIP state dict; only ViT backbones are supported.")
-        raise ValueError("Not a CLIP ViT state dict: it has no 'visual.proj'.")
-    needed = ("visual.conv1.weight", "visual.positional_embedding", "text_projection", "positional_embedding")
-    needed += ("token_embedding.weight", "ln_final.weight")
-    missing = [key for key in needed if key not in state_dict]
-    if missing:
-        raise KeyError(f"Cannot infer the CLIP architecture: the state dict lacks {missing}")
-    conv = state_dict["visual.conv1.weight"]
-    patch_size = conv.shape[-1]
-    n_positions = state_dict["visual.positional_embedding"].shape[0]
-    grid = round(math.sqrt(n_positions - 1))
-    if grid * grid + 1 != n_positions:
-        raise ValueError(f"visual.positional_embedding has {n_positions} rows, not 1 + a square number of patches")
+def _text_fields(state_dict: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """The text tower's and the joint space's fields (heads follow OpenAI's width // 64 rule)."""
     text_width = state_dict["ln_final.weight"].shape[0]
-    return CLIPConfig(
+    return dict(
         embed_dim=state_dict["text_projection"].shape[1],
-        image_resolution=patch_size * grid,
-        vision_layers=_block_count(state_dict, "visual.transformer.resblocks."),
-        vision_width=conv.shape[0],
-        vision_patch_size=patch_size,
         context_length=state_dict["positional_embedding"].shape[0],
         vocab_size=state_dict["token_embedding.weight"].shape[0],
         transformer_width=text_width,
         transformer_heads=text_width // 64,
         transformer_layers=_block_count(state_dict, "transformer.resblocks."),
+    )
+
+
+def _require(state_dict: Mapping[str, torch.Tensor], keys: tuple[str, ...]) -> None:
+    missing = [key for key in keys if key not in state_dict]
+    if missing:
+        raise KeyError(f"Cannot infer the CLIP architecture: the state dict lacks {missing}")
+
+
+TEXT_KEYS = ("text_projection", "positional_embedding", "token_embedding.weight", "ln_final.weight")
+
+
+def _square_side(rows: int, key: str, what: str) -> int:
+    side = round(math.sqrt(rows - 1))
+    if side * side + 1 != rows:
+        raise ValueError(f"{key} has {rows} rows, not 1 + a square number of {what}")
+    return side
+
+
+def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> CLIPConfig:
+    """Infer the architecture, ViT or ResNet, from tensor shapes and key names, as OpenAI's ``build_model``."""
+    if "visual.proj" not in state_dict:
+        if any(key.startswith(("visual.layer1.", "visual.attnpool.")) for key in state_dict):
+            return _resnet_config(state_dict)
+        raise ValueError(
+            "Not a CLIP state dict: it has neither 'visual.proj' (ViT) nor 'visual.layer1' / 'visual.attnpool' "
+            "(ResNet)"
+        )
+    _require(state_dict, ("visual.conv1.weight", "visual.positional_embedding", *TEXT_KEYS))
+    conv = state_dict["visual.conv1.weight"]
+    patch_size = conv.shape[-1]
+    key = "visual.positional_embedding"
+    grid = _square_side(state_dict[key].shape[0], key, "patches")
+    return CLIPConfig(
+        image_resolution=patch_size * grid,
+        vision_layers=_block_count(state_dict, "visual.transformer.resblocks."),
+        vision_width=conv.shape[0],
+        vision_patch_size=patch_size,
+        **_text_fields(state_dict),
+    )
+
+
+def _resnet_config(state_dict: Mapping[str, torch.Tensor]) -> CLIPConfig:
+    """A ResNet CLIP's config: blocks per stage, the width of the first block, the attention pooling's grid."""
+    key = "visual.attnpool.positional_embedding"
+    _require(state_dict, ("visual.layer1.0.conv1.weight", key, *TEXT_KEYS))
+    grid = _square_side(state_dict[key].shape[0], key, "feature-map positions")
+    layers = tuple(_block_count(state_dict, f"visual.layer{i}.") for i in (1, 2, 3, 4))
+    if min(layers) < 1:
+        raise KeyError(f"Cannot infer the CLIP architecture: the ResNet stages hold {layers} blocks")
+    return CLIPConfig(
+        image_resolution=32 * grid,
+        vision_layers=layers,
+        vision_width=state_dict["visual.layer1.0.conv1.weight"].shape[0],
+        vision_patch_size=None,
+        **_text_fields(state_dict),
     )
 
 

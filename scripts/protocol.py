@@ -9,6 +9,8 @@ A method declares its settings in ``configs/trainers/<TRAINER>/protocols.yaml``:
       imagenet: vit_b16_ep50
       opts: [TRAINER.COOP.N_CTX, 16]                             # extra KEY VALUE pairs
     eval_only: true                                              # nothing to train (zero-shot)
+    backbones:                                                   # other backbones' files for the same settings
+      rn50: {vit_b16: rn50, vit_b16_ep50: rn50_ep50}             # chosen with BACKBONE=rn50 in the environment
 
     python scripts/protocol.py settings TRAINER PROTOCOL DATASET [SHOTS]
         -> one line: CONFIG FOLDER EVAL_ONLY(0|1) [KEY VALUE ...]   (FOLDER: see run_folder)
@@ -54,8 +56,15 @@ def methods_with_protocols() -> list[str]:
     return sorted(d for d in os.listdir(root) if osp.isfile(osp.join(root, d, "protocols.yaml")))
 
 
-def settings(trainer: str, protocol: str, dataset: str, shots: int | None = None) -> tuple[str, bool, list[str]]:
-    """(config file stem, eval-only, extra KEY VALUE options) of ``trainer`` in ``protocol`` on ``dataset``."""
+def settings(
+    trainer: str, protocol: str, dataset: str, shots: int | None = None, backbone: str | None = None
+) -> tuple[str, bool, list[str]]:
+    """(config file stem, eval-only, extra KEY VALUE options) of ``trainer`` in ``protocol`` on ``dataset``.
+
+    ``backbone`` (default: the BACKBONE environment variable, unset for the published default): the
+    method's file of that backbone for the same settings, from its ``backbones`` table.
+    """
+    backbone = os.environ.get("BACKBONE", "") if backbone is None else backbone
     data = load_protocols(trainer)
     if protocol not in data:
         declared = [p for p in PROTOCOLS if p in data]
@@ -71,12 +80,28 @@ def settings(trainer: str, protocol: str, dataset: str, shots: int | None = None
                 f"{trainer} {protocol}: no config for {shots} shots (configs by shots: {sorted(config)})"
             )
         config = config[shots]
+    if backbone:
+        config = _backbone_config(trainer, data, backbone, str(config))
     if not osp.isfile(osp.join(REPO, "configs", "trainers", trainer, f"{config}.yaml")):
         raise ProtocolError(f"{trainer} {protocol}: configs/trainers/{trainer}/{config}.yaml does not exist")
     opts = [str(v) for v in entry.get("opts", [])]
     if any(not v or re.search(r"\s", v) for v in opts):
         raise ProtocolError(f"{trainer} {protocol}: opts values must be non-empty and without spaces: {opts}")
     return str(config), bool(data.get("eval_only", False)), opts
+
+
+def _backbone_config(trainer: str, data: dict, backbone: str, config: str) -> str:
+    """The ``backbone`` file standing for ``config`` in the method's ``backbones`` table."""
+    table = (data.get("backbones") or {}).get(backbone)
+    if table is None:
+        raise ProtocolError(
+            f"{trainer} has no {backbone} files in configs/trainers/{trainer}/protocols.yaml (backbones: "
+            f"{', '.join(data.get('backbones') or {}) or 'none, the published default only'}); unset BACKBONE"
+        )
+    if config not in table:
+        raise ProtocolError(f"{trainer} has no {backbone} file for the setting of {config}.yaml (its {backbone} files: "
+                            f"{', '.join(sorted(set(table.values())))})")  # fmt: skip
+    return str(table[config])
 
 
 def _config(entry: dict, dataset: str) -> Any:
@@ -87,10 +112,13 @@ def run_folder(trainer: str, protocol: str, dataset: str, config: str) -> str:
     """The config-level folder of a run: the config's name, as the official trees, except for a cross-dataset
     run whose config is also the method's base-to-novel config for that dataset, which would share its
     folder (base2new/train_base/imagenet/..., base2new/test_new/<dataset>/...) with the base-to-novel run."""
-    if protocol != "cross_datasets":
+    if protocol != "cross_datasets" or "base2new" not in load_protocols(trainer):
         return config
-    base2new = load_protocols(trainer).get("base2new")
-    return f"{config}_cross_datasets" if base2new and _config(base2new, dataset) == config else config
+    try:
+        shared = settings(trainer, "base2new", dataset)[0] == config  # at the same BACKBONE
+    except ProtocolError:  # no base-to-novel file at this backbone: no folder to share
+        shared = False
+    return f"{config}_cross_datasets" if shared else config
 
 
 # ---- Tables: read parse.txt (parse_test_res.py's output) of each run folder.

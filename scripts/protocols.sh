@@ -12,6 +12,8 @@
 #   SEEDS    seeds to run (default: "1 2 3")
 #   SHOTS    few-shot settings (default: "1 2 4 8 16")
 #   PYTHON   interpreter (default: python)
+#   BACKBONE another backbone's published files for the same settings, e.g. rn50 (a method's protocols.yaml
+#            "backbones" table; unset: the published default, ViT-B/16)
 # Arguments after a script's own ones are KEY VALUE config options passed on to train.py, e.g.
 #   bash scripts/mmrl/base2new_train.sh dtd MODEL.BACKBONE.PATH /path/ViT-B-16.pt DATALOADER.NUM_WORKERS 4
 # A run whose log.txt already holds a result is skipped; an unfinished one is run again

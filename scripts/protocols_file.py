@@ -33,10 +33,16 @@ def _is_config(value: Any) -> bool:
 def _problem(data: dict) -> tuple[str, str] | None:
     """(dotted key, what is wrong) for the first entry of the wrong shape, or None."""
     for key in data:
-        if key not in (*PROTOCOLS, "name", "eval_only"):
-            return str(key), f"unknown key '{key}' (keys: name, eval_only, {', '.join(PROTOCOLS)})"
+        if key not in (*PROTOCOLS, "name", "eval_only", "backbones"):
+            return str(key), f"unknown key '{key}' (keys: name, eval_only, {', '.join(PROTOCOLS)}, backbones)"
     if not isinstance(data.get("eval_only", False), bool):
         return "eval_only", f"eval_only is {describe(data['eval_only'])}, expected true or false"
+    backbones = data.get("backbones", {})
+    if not isinstance(backbones, dict) or not all(
+        isinstance(t, dict) and t and all(isinstance(k, str) and isinstance(v, str) and v for k, v in t.items())
+        for t in backbones.values()
+    ):
+        return "backbones", "backbones must map each backbone (e.g. rn50) to {published config: its config}"
     for protocol in PROTOCOLS:
         if protocol not in data:
             continue

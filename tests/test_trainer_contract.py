@@ -1,11 +1,11 @@
 """One contract for every registered CLIP trainer (timm's ``test_models`` idea): a method that registers
 itself is tested here without this file naming it.
 
-For each trainer, with its own base-to-novel config from ``protocols.yaml`` on a tiny CLIP and a synthetic
-dataset: it builds; training changes exactly the tensors it declares learnable (``model.learner``) and
-nothing of CLIP; its checkpoint restores the same tensors into a fresh trainer; ``train.py --eval-only``
-from the run's folder scores exactly what the trained model scored; a checkpoint of another shape is
-refused with one clear error.
+For each trainer, with its own base-to-novel config from ``protocols.yaml`` on a tiny CLIP (ViT, and ResNet for
+the trainers that run on one) and a synthetic dataset: it builds; training changes exactly the tensors it
+declares learnable (``model.learner``) and nothing of CLIP; its checkpoint restores the same tensors into a
+fresh trainer; ``train.py --eval-only`` from the run's folder scores exactly what the trained model scored; a
+checkpoint of another shape is refused with one clear error.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import sys
 import pytest
 import torch
 import yaml
-from tiny import tiny_clip_config
+from tiny import tiny_clip_config, tiny_resnet_state_dict
 
 import datasets  # noqa: F401  (registers the datasets)
-from clip.model import CLIP
+from clip.model import CLIP, RESNET, VIT
 from dassl.config import get_cfg_default
 from dassl.engine import TrainerX, build_trainer
 from dassl.utils import set_random_seed
@@ -33,12 +33,22 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TRAINERS = sorted(clip_trainers())
 
 
+def cases(trainable: bool = False) -> list:
+    """(trainer, backbone family) for every trainer on a ViT, and on a ResNet where it runs on one."""
+    names = [n for n in TRAINERS if clip_trainers()[n].TRAINABLE or not trainable]
+    return [pytest.param(n, VIT, id=n) for n in names] + [
+        pytest.param(n, RESNET, id=f"{n}-ResNet") for n in names if RESNET in clip_trainers()[n].BACKBONES
+    ]
+
+
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> tuple[str, str]:
-    """(tiny CLIP file, data root with a 4-class synthetic DTD)."""
-    root = tmp_path_factory.mktemp("contract")
+def setup(request, tmp_path_factory) -> tuple[str, str]:
+    """(tiny CLIP file of the backbone family, data root with a 4-class synthetic DTD)."""
+    family = getattr(request, "param", VIT)
+    root = tmp_path_factory.mktemp(f"contract-{family}")
     torch.manual_seed(0)
-    torch.save(CLIP(tiny_clip_config()).state_dict(), root / "tiny.pt")
+    weights = tiny_resnet_state_dict(0) if family == RESNET else CLIP(tiny_clip_config()).state_dict()
+    torch.save(weights, root / "tiny.pt")
     make_dataset("dtd", str(root / "data"), n_classes=4, n_train=4, n_val=2, n_test=2)
     return str(root / "tiny.pt"), str(root / "data")
 
@@ -79,7 +89,7 @@ def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-@pytest.mark.parametrize("name", TRAINERS)
+@pytest.mark.parametrize("name, setup", cases(), indirect=["setup"])
 def test_training_changes_exactly_the_declared_learnables(name, setup, tmp_path):
     t = build(name, setup, str(tmp_path / "run"))
     params = dict(t.model.named_parameters())  # each tensor once, whatever the module's attribute names
@@ -99,7 +109,7 @@ def test_training_changes_exactly_the_declared_learnables(name, setup, tmp_path)
     assert changed == declared, f"{name}: changed but not declared, or declared but unchanged: {surprises}"
 
 
-@pytest.mark.parametrize("name", [n for n in TRAINERS if clip_trainers()[n].TRAINABLE])
+@pytest.mark.parametrize("name, setup", cases(trainable=True), indirect=["setup"])
 def test_checkpoint_round_trip_and_eval_only(name, setup, tmp_path):
     run = tmp_path / "run"
     t = build(name, setup, str(run))
@@ -126,7 +136,7 @@ def test_checkpoint_round_trip_and_eval_only(name, setup, tmp_path):
     assert len(re.findall(r"^\* class: ", log, flags=re.M)) == 2  # the 2 base classes
 
 
-@pytest.mark.parametrize("name", [n for n in TRAINERS if clip_trainers()[n].TRAINABLE])
+@pytest.mark.parametrize("name, setup", cases(trainable=True), indirect=["setup"])
 def test_a_checkpoint_of_other_shapes_is_refused(name, setup, tmp_path):
     t = build(name, setup, str(tmp_path / "run"))
     state = t.model.learner.state_dict()
@@ -136,7 +146,7 @@ def test_a_checkpoint_of_other_shapes_is_refused(name, setup, tmp_path):
         t.learner_state(t.model.learner, bad, "other.pth")
 
 
-@pytest.mark.parametrize("name", TRAINERS)
+@pytest.mark.parametrize("name, setup", cases(), indirect=["setup"])
 def test_default_cuts_prompts_and_exact_gives_the_same_logits(name, setup, tmp_path):
     """By default every CLIP in the model runs prompts only up to the longest EOT; ``EXACT True`` runs the
     official 77 positions. Same initial state (same seed): the same logits up to float rounding."""

@@ -1,7 +1,11 @@
-"""The tiny CLIP shapes the test suite builds random models from."""
+"""The tiny CLIP shapes (ViT and ResNet) the test suite builds random models from."""
 from __future__ import annotations
 
-from clip.model import CLIPConfig
+import copy
+
+import torch
+
+from clip.model import CLIP, CLIPConfig
 
 
 def tiny_clip_config(**overrides: int) -> CLIPConfig:
@@ -20,3 +24,37 @@ def tiny_clip_config(**overrides: int) -> CLIPConfig:
     )
     fields.update(overrides)
     return CLIPConfig(**fields)
+
+
+def tiny_resnet_config(**overrides: object) -> CLIPConfig:
+    """A ResNet CLIP with the text tower of ``tiny_clip_config`` and 32-px images: stem width 4, stages
+    of 2, 1, 1, 1 blocks (one without a shortcut projection), 1x1 final map, attention pooling 256 wide
+    with 4 heads, 64-d features."""
+    fields = dict(vars(tiny_clip_config()), vision_layers=(2, 1, 1, 1), vision_width=8, vision_patch_size=None)
+    fields.update(overrides)
+    return CLIPConfig(**fields)
+
+
+def tiny_resnet_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Weights of a random ``tiny_resnet_config`` CLIP whose image features depend on the image.
+
+    Drawn as OpenAI's construction after ``torch.manual_seed(seed)``. Through PyTorch's default init the
+    signal fades block after block (and OpenAI's init zeroes each block's last BatchNorm scale), so
+    features would be the projections' biases alone. As if trained instead: every BatchNorm gets a random
+    scale and shift, then running statistics measured on 16 random images (one training-mode pass in
+    float64, so the same on any machine and thread count); all drawn from a generator seeded with ``seed``.
+    """
+    torch.manual_seed(seed)
+    model = CLIP(tiny_resnet_config())
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bn in (m for m in model.visual.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.weight.copy_(1.0 + 0.2 * torch.randn(bn.num_features, generator=g))
+            bn.bias.copy_(0.1 * torch.randn(bn.num_features, generator=g))
+        measured = copy.deepcopy(model.visual).double().train()
+        for bn in (m for m in measured.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.momentum = None  # the cumulative average: after one pass, that batch's statistics
+        measured(torch.randn(16, 3, 32, 32, generator=g, dtype=torch.float64))
+        for name, buffer in measured.named_buffers():
+            model.visual.get_buffer(name).copy_(buffer)
+    return model.state_dict()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import operator
 import os.path as osp
+import pickle
 import zipfile
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
@@ -35,7 +36,7 @@ from torch import Tensor
 from yacs.config import CfgNode
 
 from clip import clip
-from clip.model import CLIP, CLIPConfig, build_model, config_from_state_dict
+from clip.model import CLIP, VIT, CLIPConfig, build_model, config_from_state_dict
 from dassl.engine import TrainerX
 from dassl.evaluation import ModelSelection
 from dassl.metrics import compute_accuracy
@@ -74,23 +75,35 @@ def grad_scaler() -> torch.amp.GradScaler:
 
 
 def load_clip(cfg: CfgNode) -> dict[str, Tensor]:
-    """CLIP's state dict named by MODEL.BACKBONE (downloaded once) or read from MODEL.BACKBONE.PATH."""
+    """CLIP's state dict read from MODEL.BACKBONE.PATH, or named by MODEL.BACKBONE.NAME (downloaded once)."""
     name, path = cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PATH
-    try:
-        state_dict = clip.load_clip_state_dict(name, path)
-        config_from_state_dict(state_dict)
-    except (OSError, RuntimeError, ValueError, KeyError, NotImplementedError, EOFError, zipfile.BadZipFile) as e:
-        source = f"MODEL.BACKBONE.PATH {path}" if path else name
-        if path and osp.isfile(path) and not isinstance(e, NotImplementedError):
+    if path:
+        if not osp.isfile(path):
             raise ConfigError(
-                f"cannot get the CLIP weights ({source}): {first_sentence(e)}: the file is truncated or not a CLIP "
-                "checkpoint; pass OpenAI's file (e.g. ViT-B-16.pt) or a CLIP state dict saved with torch.save"
+                f"MODEL.BACKBONE.PATH {path} does not exist: fix the path, or leave it empty to download {name}"
+            )
+        try:
+            state_dict = clip.load_state_dict_from_file(path)
+            config_from_state_dict(state_dict)
+        except (OSError, RuntimeError, ValueError, KeyError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
+            raise ConfigError(
+                f"cannot get the CLIP weights (MODEL.BACKBONE.PATH {path}): {first_sentence(e)}: the file is "
+                "truncated or not a CLIP checkpoint; pass OpenAI's file (e.g. ViT-B-16.pt) or a CLIP state dict "
+                "saved with torch.save"
             ) from e
+        return state_dict
+    if clip.model_family(name) is None:
         raise ConfigError(
-            f"cannot get the CLIP weights ({source}): {e}. "
-            "Without network access, pass a local OpenAI checkpoint with MODEL.BACKBONE.PATH /path/to/file.pt"
+            f"MODEL.BACKBONE.NAME {name!r} is not a published CLIP ({', '.join(clip.available_models())}); "
+            "name one of them, or pass a weights file with MODEL.BACKBONE.PATH"
+        )
+    try:
+        return clip.load_clip_state_dict(name)
+    except (OSError, RuntimeError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ConfigError(
+            f"cannot get the CLIP weights of {name}: {str(e).rstrip('.')}. Without network access, download "
+            f"{name}'s file elsewhere and pass it with MODEL.BACKBONE.PATH /path/to/file.pt"
         ) from e
-    return state_dict
 
 
 class CLIPTrainer(TrainerX):
@@ -105,6 +118,9 @@ class CLIPTrainer(TrainerX):
     EXTRA_KEYS: ClassVar[Mapping[str, Any]] = {}
     LEARNER_NAME: ClassVar[str] = "prompt_learner"
     TRAINABLE: ClassVar[bool] = True  # False: nothing to train (zero-shot), --eval-only needs no --model-dir
+    # Image-tower families the method runs on ("ViT", "ResNet": clip.model.VIT, RESNET); others are refused
+    # before any work. ViT only unless a method says more (most reach into the ViT's blocks).
+    BACKBONES: ClassVar[tuple[str, ...]] = (VIT,)
     LOG_ACCURACY: ClassVar[bool] = True  # False: the training log shows the loss only, as the official trainer
     model_factory: ClassVar[ModelFactory]
 
@@ -143,6 +159,19 @@ class CLIPTrainer(TrainerX):
         subsample = cfg.DATASET.SUBSAMPLE_CLASSES
         if subsample not in SUBSAMPLES:
             raise ConfigError(f"DATASET.SUBSAMPLE_CLASSES must be one of {', '.join(SUBSAMPLES)}, got {subsample!r}")
+        family = clip.model_family(cfg.MODEL.BACKBONE.NAME)
+        if family is not None and not cfg.MODEL.BACKBONE.PATH:  # a file given is checked once read
+            self.check_backbone(cfg, family, f"MODEL.BACKBONE.NAME {cfg.MODEL.BACKBONE.NAME}")
+
+    def check_backbone(self, cfg: CfgNode, family: str, source: str) -> None:
+        """Refuse a backbone family the method does not run on, naming the ones it does."""
+        if family in self.BACKBONES:
+            return
+        names = [m for m in clip.available_models() if clip.model_family(m) in self.BACKBONES]
+        raise ConfigError(
+            f"{source} is a {family} CLIP, but {cfg.TRAINER.NAME} runs on {' and '.join(self.BACKBONES)} "
+            f"backbones only ({', '.join(names)}): choose one of those"
+        )
 
     # ---- CLIP.
     def precision(self) -> str:
@@ -164,6 +193,8 @@ class CLIPTrainer(TrainerX):
         cfg = self.cfg
         state_dict = load_clip(cfg)
         arch = config_from_state_dict(state_dict)
+        path = cfg.MODEL.BACKBONE.PATH
+        self.check_backbone(cfg, arch.family, f"MODEL.BACKBONE.PATH {path}" if path else cfg.MODEL.BACKBONE.NAME)
         size = tuple(cfg.INPUT.SIZE)
         if size != (arch.image_resolution, arch.image_resolution):
             raise ConfigError(
@@ -178,8 +209,9 @@ class CLIPTrainer(TrainerX):
         model (``replay_construction``; None without one).
 
         Building CLIP draws the random numbers OpenAI's construction draws, as the official trainers'
-        ``clip.build_model`` does. ``exact`` (``EXACT True``) runs prompts over all 77 positions; by default
-        they stop after the longest EOT (see CLIP). OpenAI's weights are fp16: fp32 and amp cast up.
+        ``clip.build_model`` does. ``exact`` (``EXACT True``) runs prompts over all 77 positions (and a
+        ResNet's pooling from every query); by default they stop after the longest EOT (see CLIP).
+        OpenAI's weights are fp16: fp32 and amp cast up.
         """
         cfg = self.cfg
         source = f", weights: {cfg.MODEL.BACKBONE.PATH}" if cfg.MODEL.BACKBONE.PATH else ""

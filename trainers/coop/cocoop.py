@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from yacs.config import CfgNode
 
-from clip.model import CLIP
+from clip.model import CLIP, RESNET, VIT
 from dassl.engine import TRAINER_REGISTRY
 
 from ..logits import clip_logits, l2_normalize
@@ -28,7 +28,7 @@ class CoCoOpPromptLearner(ClassPrompts):
 
     def __init__(self, cfg: CfgNode, classnames: list[str], clip_model: CLIP) -> None:
         settings = cfg.TRAINER.COCOOP
-        width, vis_dim = clip_model.ln_final.weight.shape[0], clip_model.visual.proj.shape[1]
+        width, vis_dim = clip_model.ln_final.weight.shape[0], clip_model.visual.output_dim
         ctx, stand_in = context_init(width, settings.N_CTX, settings.CTX_INIT, clip_model)
         n_ctx = ctx.shape[0]
         print(f'Initial context: "{stand_in}"')
@@ -79,6 +79,7 @@ class CoCoOp(PromptTrainer):
     """Conditional Context Optimization: cross-entropy of the per-image prompts' logits."""
 
     NODE = "COCOOP"
+    BACKBONES = (VIT, RESNET)
     DEFAULTS = {  # CoOp's train.py
         "N_CTX": 16,  # context vectors
         "CTX_INIT": "",  # words initialising the context ("": random N(0, 0.02))

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from yacs.config import CfgNode
 
 from clip import clip
-from clip.model import CLIP
+from clip.model import CLIP, RESNET, VIT
 from dassl.engine import TRAINER_REGISTRY
 
 from ..base import CLIPTrainer, ConfigError
@@ -141,6 +141,7 @@ class CoOp(PromptTrainer):
     """Context Optimization: the prompt learner trained with cross-entropy of CLIP's logits."""
 
     NODE = "COOP"
+    BACKBONES = (VIT, RESNET)  # the official code runs on both (CoOp's own results are on RN50)
     DEFAULTS = {  # CoOp's train.py
         "N_CTX": 16,  # context vectors
         "CSC": False,  # class-specific contexts (one set per class)

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from yacs.config import CfgNode
 
 from clip import clip
-from clip.model import CLIP
+from clip.model import CLIP, RESNET, VIT
 from dassl.engine import TRAINER_REGISTRY
 
 from ..base import ConfigError
@@ -98,6 +98,7 @@ class KgCoOp(PromptTrainer):
 
     NODE = "COOP"  # shared with CoOp
     DEFAULTS = {**CoOp.DEFAULTS, "W": 1.0}  # W: the official default; the published scripts pass 8.0
+    BACKBONES = (VIT, RESNET)
     model_factory = staticmethod(build_kgcoop)
     replay_after_factory = staticmethod(official.replay_kgcoop_build)
     filter_state_dict = staticmethod(official.filter_kgcoop_state_dict)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from yacs.config import CfgNode
 
 from clip import clip
-from clip.model import CLIP
+from clip.model import CLIP, RESNET, VIT
 from dassl.engine import TRAINER_REGISTRY
 
 from ..base import CLIPTrainer
@@ -99,6 +99,7 @@ class ZeroshotCLIP(CLIPTrainer):
     """Zero-shot CLIP with CoOp's per-dataset template."""
 
     TRAINABLE = False
+    BACKBONES = (VIT, RESNET)
     model_factory = staticmethod(build_zeroshot)
 
     @property

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from yacs.config import CfgNode
 
-from clip.model import CLIP
+from clip.model import CLIP, RESNET, VIT
 from dassl.data.data_manager import build_data_loader
 from dassl.data.transforms import build_transform
 from dassl.engine import TRAINER_REGISTRY
@@ -136,6 +136,7 @@ class LinearProbeCLIP(CLIPTrainer):
         "PREC": "fp16",  # lpclip's CLIP on GPU is fp16 (clip.load); fp32 elsewhere
     }
     LEARNER_NAME = LEARNER_NAME
+    BACKBONES = (VIT, RESNET)
     model_factory = staticmethod(build_linear_probe)
     model: LinearProbeModel
 
