@@ -313,3 +313,15 @@ def test_paper_average_only_beside_all_eleven_datasets_and_last_epoch_not_flagge
                   f"{base - paper[0]:.2f}", f"{60 - paper[1]:.2f}", f"{hm - paper[2]:.2f}")  # fmt: skip
     flagged = [line for line in md.splitlines() if "model of a given epoch" in line]
     assert len(flagged) == 1 and "(3)" in flagged[0] and "/eurosat/" in flagged[0], flagged
+
+
+def test_a_model_selected_on_the_test_set_is_flagged(tmp_path):
+    """ProVP's official protocol (TRAINER.COOP.SELECT_ON_TEST) reports the best epoch on the test set: said so."""
+    tail = ("dtd", "shots_16", "ProVP", "vit_b16_b2n_ep100", "seed1")
+    write_metrics(run_dir(tmp_path, B2N, "train_base", *tail), 80, task="B2N", subsample="base",
+                  selection="best_test", epoch=37)  # fmt: skip
+    write_metrics(run_dir(tmp_path, B2N, "train_base", "dtd", "shots_16", "ProVP", "vit_b16_b2n_ep100", "seed2"), 79,
+                  task="B2N", subsample="base")  # fmt: skip
+    report.main([str(tmp_path)])
+    flagged = [line for line in (tmp_path / "report.md").read_text().splitlines() if "selected on the test set" in line]
+    assert len(flagged) == 1 and "(the best of its epochs, 37)" in flagged[0] and "/seed1" in flagged[0], flagged
