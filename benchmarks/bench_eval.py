@@ -7,7 +7,7 @@ CLIP of ViT-B/16 shapes. Two paths of the same model and weights, interleaved ro
   (``EXACT True``: prompts at 77 tokens). Read from the official repositories: CoOp, CoCoOp and KgCoOp
   (KaiyangZhou/CoOp, htyao89/KgCoOp), TCP (htyao89/Textual-based_Class-aware_prompt_tuning), IVLP and MaPLe
   (muzairkhattak/multimodal-prompt-learning) and PromptSRC (muzairkhattak/PromptSRC) encode the text of
-  every class again for every batch (CoCoOp for every image); zero-shot CLIP, VPT, MMA
+  every class again for every batch (CoCoOp for every image); zero-shot CLIP, VPT, ProVP (MCG-NJU/ProVP), MMA
   (ZjjConan/Multi-Modal-Adapter, after its first batch) and the
   masked-MHA adapter (dqmis/clip-mma) keep their text features; MMRL (yunncheng/MMRL) keeps them after
   its first batch and runs all 12 image blocks; lpclip scores image features with scikit-learn's
@@ -62,6 +62,7 @@ OFFICIAL_STEP = {
     "MaPLe": PROMPTED,
     "PromptSRC": PROMPTED,
     "VPT": "text features fixed at build; prompted image tower",
+    "ProVP": "text features fixed at build; prompted image tower",
     "ZeroshotCLIP": "text features fixed at build; image tower",
     "ZeroshotCLIP2": "ensembled text features fixed at build; image tower",
     "MultiModalAdapter": "text features kept after the first batch; adapted image tower",

@@ -240,6 +240,8 @@ def flags(res: Results) -> list[str]:
         final = trained.get((r.dataset, r.shots, r.trainer, r.cfg, r.seed))
         if r.selection == "epoch" and (final is None or r.epoch != final):
             out.append(f"model of a given epoch ({r.epoch}) evaluated, not the final one: {r.path}")
+        if r.selection == "best_test":  # e.g. ProVP's TRAINER.COOP.SELECT_ON_TEST (its official protocol)
+            out.append(f"model selected on the test set (the best of its epochs, {r.epoch}): {r.path}")
     return out + res.notes
 
 
