@@ -1,20 +1,10 @@
 #!/bin/bash
-# Few-shot learning of one or more methods with 1, 2, 4, 8 and 16 shots on every dataset, then their
-# table side by side.
-#   DATA=/path/to/datasets bash few_shot.sh METHOD[,METHOD...] [KEY VALUE ...]
-#   DATASETS=dtd SHOTS="1 16" bash few_shot.sh MMRL                  # a subset
-# METHOD is a trainer name with configs/trainers/METHOD/protocols.yaml (its published settings).
-# Environment (OUTPUT, SEEDS, ...), outputs and skipping: scripts/protocols.sh.
-set -euo pipefail
+# Few-shot learning with 1, 2, 4, 8 and 16 shots on every dataset, then the report and its tables.
+#   bash few_shot.sh                               MMRL++ then MMRL, as the official script: scripts/mmrlpp/
+#                                                  and scripts/mmrl/ few_shot.sh per dataset
+#   DATA=/path bash few_shot.sh CoOp,MMRL [KEY VALUE ...]        any methods with a protocols.yaml
+#   DATASETS=dtd SHOTS="1 16" bash few_shot.sh MMRL              a subset
+# DATA: the environment, else the DATA= line of each scripts/{mmrlpp,mmrl}/*.sh. Environment (OUTPUT,
+# SEEDS, DRY_RUN, ...), folders and skipping: scripts/protocols.sh.
 source "$(dirname "$0")/scripts/protocols.sh"
-METHODS=$(methods_of "${1:?usage: few_shot.sh METHOD[,METHOD...] [KEY VALUE ...]}")
-shift
-require_data
-DATASETS=${DATASETS:-dtd eurosat ucf101 oxford_flowers oxford_pets fgvc_aircraft caltech101 food101 stanford_cars sun397 imagenet}
-for METHOD in $METHODS; do
-    for DATASET in $DATASETS; do
-        few_shot "$METHOD" "$DATASET" "$@"
-    done
-done
-# shellcheck disable=SC2086
-table few_shot "$METHODS" $DATASETS
+protocol_main few_shot "$@"

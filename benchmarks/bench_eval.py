@@ -5,13 +5,16 @@ CLIP of ViT-B/16 shapes. Two paths of the same model and weights, interleaved ro
 
 - ``official``: what the official code computes per test batch, on our modules in the official op order
   (``EXACT True``: prompts at 77 tokens). Read from the official repositories: CoOp, CoCoOp and KgCoOp
-  (KaiyangZhou/CoOp, htyao89/KgCoOp), IVLP and MaPLe (muzairkhattak/multimodal-prompt-learning) and
-  PromptSRC (muzairkhattak/PromptSRC) and MetaPrompt (Vill-Lab/2024-TIP-MetaPrompt, which also runs the
-  frozen image tower beside the prompted one) encode the text of every class again for every batch
-  (CoCoOp for every image); zero-shot CLIP, VPT, MMA (ZjjConan/Multi-Modal-Adapter, after its first batch) and the
-  masked-MHA adapter (dqmis/clip-mma) keep their text features; MMRL (yunncheng/MMRL) keeps them after
-  its first batch and runs all 12 image blocks; lpclip scores image features with scikit-learn's
-  decision function (float64 numpy). ``OFFICIAL_STEP`` says it per method.
+  (KaiyangZhou/CoOp, htyao89/KgCoOp), TCP (htyao89/Textual-based_Class-aware_prompt_tuning), IVLP and MaPLe
+  (muzairkhattak/multimodal-prompt-learning), PromptSRC (muzairkhattak/PromptSRC) and MetaPrompt
+  (Vill-Lab/2024-TIP-MetaPrompt, which also runs the frozen image tower beside the prompted one) encode the
+  text of every class again for every batch (CoCoOp for every image); zero-shot CLIP, VPT, ProVP
+  (MCG-NJU/ProVP), MMA (ZjjConan/Multi-Modal-Adapter, after its first batch) and the masked-MHA adapter
+  (dqmis/clip-mma) keep their text features; MMRL (yunncheng/MMRL) keeps them after its first batch and runs
+  all 12 image blocks; lpclip scores image features with scikit-learn's decision function (float64 numpy).
+  Each trainer states it (``OFFICIAL_TEST_STEP``, and where its model's forward does less,
+  ``official_test_step``); ``OFFICIAL_STEP`` holds the statements of the methods written before trainers
+  declared them.
 - ``ours``: the trainer's own ``model_inference`` under ``torch.no_grad()``, as Dassl's test loop, with
   the default settings (``EXACT False``).
 
@@ -55,10 +58,12 @@ OFFICIAL_STEP = {
     "CoOp": RECOMPUTE,
     "CoCoOp": "text of every class at 77 tokens for every image; image tower",
     "KgCoOp": RECOMPUTE + "; cosine to the frozen class features",
+    "TCP": RECOMPUTE + " (class-aware tokens from the meta-net before block 9)",
     "IVLP": PROMPTED,
     "MaPLe": PROMPTED,
     "PromptSRC": PROMPTED,
     "VPT": "text features fixed at build; prompted image tower",
+    "ProVP": "text features fixed at build; prompted image tower",
     "ZeroshotCLIP": "text features fixed at build; image tower",
     "ZeroshotCLIP2": "ensembled text features fixed at build; image tower",
     "MultiModalAdapter": "text features kept after the first batch; adapted image tower",
@@ -69,6 +74,11 @@ OFFICIAL_STEP = {
     "Meta_B2N": PROMPTED + " and the frozen one; zero-shot head encoded at build",
     "Meta_DG": PROMPTED + " and the frozen one; zero-shot head encoded at build",
 }
+
+
+def official_step(name: str) -> str:
+    """The method's official test step in words: its trainer's statement, else ``OFFICIAL_STEP``'s ("?": none)."""
+    return clip_trainers()[name].OFFICIAL_TEST_STEP or OFFICIAL_STEP.get(name, "?")
 
 
 class Bench:
@@ -100,10 +110,13 @@ class Bench:
             cfg = self.trainer.cfg
             return scored_logits(out, cfg.TASK, cfg.DATASET.SUBSAMPLE_CLASSES, cfg.DATASET.NAME)
         if name == "KgCoOp":
-            logits, text = model(image)
+            with model.eval_text.suspended():  # the official code encodes the class prompts in every test batch
+                logits, text = model(image)
             teacher = model.teacher() / model.teacher().norm(dim=-1, keepdim=True)
             _score = 1.0 - torch.mean(F.cosine_similarity(text, teacher, dim=1, eps=1e-07))  # as the official
             return logits
+        if name == "TCP":  # the official forward encodes the prompts again for every batch
+            return model(image, text=model.class_features())[0]
         if name in ("Meta_B2N", "Meta_DG"):  # ours keeps the class features at evaluation; the official forward
             frozen = model.frozen_image_features(image)  # encodes them again for every batch
             return 0.5 * (model.image_logits(image) + model.text_logits(frozen))
@@ -112,8 +125,15 @@ class Bench:
             head = model.learner
             decision = features @ head.weight.detach().cpu().numpy().T + head.bias.detach().cpu().numpy()
             return torch.from_numpy(np.ascontiguousarray(decision))
+        step = type(self.trainer).official_test_step
+        if step is not None:  # the method models the official work itself (its official.py)
+            return step(model, image)
         # The model's own forward with 77-token prompts is the official work: text again every batch
-        # where the official code does that, kept where it keeps it (checked per method in the tests).
+        # where the official code does that (ours keeps it at evaluation: suspended here), kept where it
+        # keeps it (checked per method in the tests).
+        if OFFICIAL_STEP[name].startswith((RECOMPUTE, PROMPTED)) and hasattr(model, "eval_text"):
+            with model.eval_text.suspended():
+                return model(image)
         return model(image)
 
 
@@ -162,7 +182,7 @@ def run(names: list[str], arch: CLIPConfig, classes: list[str], batch: int, repe
         torch.manual_seed(0)
         bench = Bench(name, clip_model, classes, device)
         built = time.perf_counter() - start
-        row = {"method": name, "official_step": OFFICIAL_STEP.get(name, "?"), "build_s": built,
+        row = {"method": name, "official_step": official_step(name), "build_s": built,
                **measure(bench, image, repeats)}  # fmt: skip
         rows.append(row)
         ips, f = row["images_per_s"], row["gflop_per_image"]

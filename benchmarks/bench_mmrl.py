@@ -9,11 +9,11 @@ speed-up must never change a result. A third path, ``cut``, is the trainer's def
 cut after the longest EOT, a shared text prefix computed once, the last image block at the positions read:
 exact in real arithmetic, equal up to rounding); the other two paths are what ``EXACT True`` runs.
 FLOPs are counted on fake tensors (shapes only, no compute); at ImageNet scale they give the RTX
-4090 projection, calibrated on the paper's timing of the official code (see README.md).
+4090 projection, calibrated on the paper's timing of the official code (see docs/speed.md).
 
-    python benchmarks/bench_mmrl.py                  # ViT-B/16, 10 classes: 2-5 min on 2 (shared) cores
-    python benchmarks/bench_mmrl.py --classes 100    # the text side over 100 prompts: ~8 min
-    python benchmarks/bench_mmrl.py --quick          # tiny CLIP, ~15 s
+    python -m benchmarks.bench_mmrl                  # ViT-B/16, 10 classes: 2-5 min on 2 (shared) cores
+    python -m benchmarks.bench_mmrl --classes 100    # the text side over 100 prompts: ~8 min
+    python -m benchmarks.bench_mmrl --quick          # tiny CLIP, ~15 s
 """
 
 from __future__ import annotations

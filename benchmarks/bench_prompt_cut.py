@@ -7,39 +7,35 @@ default), whose ``EXACT True`` also pools the image features from every query as
 Each method's model comes from its registered factory with its published base-to-novel config. A step is
 the model's forward, cross-entropy on its logits and the backward; parts of a method's own loss that use
 frozen features computed outside ``forward`` (KgCoOp's teacher, PromptSRC's frozen passes) are left out,
-so for PromptSRC the ratio is an upper bound. FLOPs are counted on the first (warm-up) step of each path,
+so for PromptSRC the ratio is an upper bound. Frozen features a forward reads (TCP's class features, the
+meta-network's input) are computed once at build, before anything is measured. FLOPs are counted on the
+first (warm-up) step of each path,
 independent of the machine's load; times are medians of the paths interleaved repeat by repeat.
 
-    python benchmarks/bench_prompt_cut.py                     # ~12 min on 2 cores
-    python benchmarks/bench_prompt_cut.py --methods CoOp --repeats 5
-    python benchmarks/bench_prompt_cut.py --backbone rn50
+    python -m benchmarks.bench_prompt_cut                     # ~12 min on 2 cores
+    python -m benchmarks.bench_prompt_cut --methods CoOp --repeats 5
+    python -m benchmarks.bench_prompt_cut --backbone rn50
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import bench_mmrl as b  # noqa: E402  (the FLOP counter)
-from bench_speed import IMAGENET  # noqa: E402
-from param_counts import RN50, VIT_B16, config_for  # noqa: E402
-
-from clip.model import CLIP, RESNET  # noqa: E402
-from trainers.config import clip_trainers  # noqa: E402
-from trainers.text_cache import FrozenFeatures  # noqa: E402
+from benchmarks import bench_mmrl as b  # the FLOP counter
+from benchmarks.bench_speed import IMAGENET
+from benchmarks.param_counts import RN50, VIT_B16, config_for
+from clip.model import CLIP, RESNET
+from trainers.config import clip_trainers
+from trainers.text_cache import FrozenFeatures
 
 # PromptSRC is IVLP's prompts plus losses; its build alone encodes 60 templates x 124 classes at ViT-B/16
 # (minutes on a CPU), so it is measured only when asked for (--methods PromptSRC).
-METHODS = ("CoOp", "CoCoOp", "KgCoOp", "IVLP", "MaPLe", "MultiModalAdapter", "Meta_B2N", "Meta_DG")
+METHODS = ("CoOp", "CoCoOp", "KgCoOp", "TCP", "IVLP", "MaPLe", "MultiModalAdapter", "Meta_B2N", "Meta_DG")
 PATHS = ("exact", "cut")
 BACKBONES = {"vit_b16": (VIT_B16, METHODS), "rn50": (RN50, ("CoOp",))}
 
@@ -50,10 +46,8 @@ def build(name: str, clip_model: CLIP) -> torch.nn.Module:
     model = clip_trainers()[name].model_factory(config_for(name, "imagenet"), IMAGENET, clip_model).train()
     if clip_model.config.family == RESNET:
         clip_model.eval()  # as the trainers keep it: BatchNorm on its statistics
-    clip_model.exact = False
-    for value in vars(model).values():
-        if isinstance(value, FrozenFeatures):
-            value()
+    for frozen in [v for v in vars(model).values() if isinstance(v, FrozenFeatures)]:
+        frozen()  # one-time work, not a training step's
     return model
 
 

@@ -10,13 +10,13 @@ a shared machine hits them alike; a speed-up is the median over repeats of the p
 - ``fast``: the default (prompts cut after the longest EOT, a shared text prefix computed once, the last
   image block at the read positions only), equal to ``exact`` up to float rounding.
 
-Settings, as measured in the issue: batch 4; "dtd" = DTD's 47 names, 24 base classes, "{} texture.";
+Settings: batch 4; "dtd" = DTD's 47 names, 24 base classes, "{} texture.";
 "imagenet" = the first 124 ImageNet classes (CLIP's names), "a photo of a {}." (ImageNet's
 classes-per-image ratio at batch 4 is 1000/32 ≈ 31 per image; 124 / 4 = 31).
 
-    python benchmarks/bench_speed.py                       # both presets, MMRL: ~10 min on 2 shared cores
-    python benchmarks/bench_speed.py --methods mmrl mmrlpp --repeats 5
-    python benchmarks/bench_speed.py --memory              # + peak RSS of one step at 1000 classes
+    python -m benchmarks.bench_speed                       # both presets, MMRL: ~10 min on 2 shared cores
+    python -m benchmarks.bench_speed --methods mmrl mmrlpp --repeats 5
+    python -m benchmarks.bench_speed --memory              # + peak RSS of one step at 1000 classes
 """
 
 from __future__ import annotations
@@ -35,13 +35,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import bench_mmrl as b  # noqa: E402  (its configs and the official structure, reference_forward)
-
-from dassl.optim import build_optimizer  # noqa: E402
-from trainers.mmrl import MMRLModel, mmrl_loss  # noqa: E402
+from benchmarks import bench_mmrl as b  # its configs and the official structure, reference_forward
+from dassl.optim import build_optimizer
+from trainers.mmrl import MMRLModel, mmrl_loss
 
 DTD = (
     "banded blotchy braided bubbly bumpy chequered cobwebbed cracked crosshatched crystalline dotted fibrous "
@@ -186,11 +182,9 @@ def flops(method: str, preset: str, batch: int) -> dict[str, float]:
 
 def peak_memory(method: str, classes: int, chunk: int, exact: bool) -> float:
     """Peak RSS (GB) of a fresh process that runs one training step at ``classes`` ImageNet-like classes."""
-    here, repo = Path(__file__).resolve().parent, Path(__file__).resolve().parents[1]
     code = f"""
-import resource, sys, torch
-sys.path[:0] = [{str(here)!r}, {str(repo)!r}]
-import bench_mmrl as b, bench_speed as s
+import resource, torch
+import benchmarks.bench_mmrl as b, benchmarks.bench_speed as s
 from trainers.mmrl import mmrl_loss
 torch.manual_seed(0)
 clip_model = b.CLIP(b.ARCHS["vit_b16"]).eval().requires_grad_(False)
@@ -205,7 +199,8 @@ out = model(torch.randn(32, 3, 224, 224), zero_shot=True)
 mmrl_loss(out, torch.zeros(32, dtype=torch.long), w0, 0.7, 1.0).backward()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, before / 2**20)
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    repo = Path(__file__).resolve().parents[1]  # python -c imports from its working folder
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo)
     return float(out.stdout.split()[0])
 
 

@@ -5,27 +5,23 @@ Each method's model is built by its own registered factory, with its published b
 few-shot, 16 shots), on one random CLIP of ViT-B/16 shapes and one of RN50 shapes (built once each, ~600 and
 ~400 MB).
 
-    python benchmarks/param_counts.py
+    python -m benchmarks.param_counts
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
 import yaml
 from yacs.config import CfgNode
 
+from benchmarks.bench_mmrl import ARCHS
+from clip.model import CLIP, RESNET, CLIPConfig
+from dassl.config import get_cfg_default
+from trainers.config import clip_trainers, extend_cfg
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-from bench_mmrl import ARCHS  # noqa: E402
-
-from clip.model import CLIP, RESNET, CLIPConfig  # noqa: E402
-from dassl.config import get_cfg_default  # noqa: E402
-from trainers.config import clip_trainers, extend_cfg  # noqa: E402
 
 VIT_B16 = ARCHS["vit_b16"]
 RN50 = CLIPConfig(  # OpenAI's RN50.pt, as its tensor shapes give it

@@ -2,8 +2,8 @@
 
 Each file has a published name (also its name on a ``--mirror``), the sources tried in order (the
 original host first, then its known current homes), the checksum where one is known, and what to do
-with it once fetched (where to extract which part of the archive). Hosts and file ids are those of
-shared/docs/USER_PAINS.md (CoOp's DATASETS.md checked against the issues of the CoOp family).
+with it once fetched (where to extract which part of the archive). Hosts and file ids are CoOp's
+DATASETS.md ones, checked against the issue trackers of the CoOp family's repositories.
 
 Checksums: the md5 values are the ones torchvision's dataset code (0.29) pins for the same files, or,
 for ``101_ObjectCategories.tar.gz``, the value of torchvision's older Caltech101 code. Files marked

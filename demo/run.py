@@ -25,10 +25,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
-import yaml
 from tqdm import tqdm
 
 from dassl.utils.tools import atomic_write
+from tools.protocols.layout import config_dir, seed_dir
+from tools.protocols.settings import ProtocolError, display_name, setting
+from tools.report import Table, build_tables, load_results, make_report, render_text
+from tools.report.aggregate import DISPLAY
+from tools.report.stats import harmonic_mean
 
 from .dataset import DATASET_DIR, SPLIT_FILE
 from .pretrain import PretrainConfig, pretrained_weights
@@ -38,7 +42,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATASET_CONFIG = os.path.join(REPO, "demo", "demo_shapes.yaml")
 ZERO_SHOT = "Zero-shot tiny CLIP"
 BATCH_LINE = re.compile(r"epoch \[(\d+)/(\d+)\] batch \[(\d+)/(\d+)\]")
-SUMMARY_LINE = re.compile(r"\* accuracy: ([\d.]+)% \+- ([\d.]+)%")
 
 
 @dataclass(frozen=True)
@@ -71,26 +74,13 @@ QUICK = Settings(
 )
 
 
-def protocols(method: str) -> dict:
-    """The method's configs/trainers/<method>/protocols.yaml (its published settings and paper name)."""
-    path = os.path.join(REPO, "configs", "trainers", method, "protocols.yaml")
-    if not os.path.isfile(path):
-        raise RuntimeError(f"'{method}' has no configs/trainers/{method}/protocols.yaml")
-    with open(path) as f:
-        return yaml.safe_load(f)
-
-
-def display_name(method: str) -> str:
-    """The paper's name of a trainer (MMRLpp -> MMRL++)."""
-    return protocols(method).get("name", method)
-
-
 def base2new_config(method: str) -> str:
-    return os.path.join(REPO, "configs", "trainers", method, f"{protocols(method)['base2new']['config']}.yaml")
-
-
-def harmonic_mean(base: float, new: float) -> float:
-    return 2 * base * new / (base + new) if base + new > 0 else 0.0
+    """The method's published base-to-novel config file (its protocols.yaml)."""
+    try:
+        config = setting(method, "base2new", DATASET_DIR).config
+    except ProtocolError as e:
+        raise RuntimeError(str(e)) from e
+    return os.path.join(REPO, "configs", "trainers", method, f"{config}.yaml")
 
 
 class Demo:
@@ -104,9 +94,9 @@ class Demo:
 
     def run_dir(self, stage: str, method: str, seed: int | None = None) -> str:
         """The official tree: output/base2new/{train_base,test_new}/<dataset>/shots_K/<trainer>/<config>/seed<S>."""
-        path = os.path.join(self.out, "output", "base2new", stage, DATASET_DIR, f"shots_{self.s.shots}", method)
-        path = os.path.join(path, "vit_b16")
-        return path if seed is None else os.path.join(path, f"seed{seed}")
+        cfg = os.path.splitext(os.path.basename(base2new_config(method)))[0]
+        path = config_dir(os.path.join(self.out, "output"), "base2new", stage, DATASET_DIR, self.s.shots, method, cfg)
+        return path if seed is None else seed_dir(path, seed)
 
     def flags(self, method: str, seed: int) -> list[str]:
         """train.py flags: the demo dataset's YAML and the official trainer YAML."""
@@ -162,15 +152,14 @@ def _launch(args: list[str], on_line: Callable[[str], None] | None = None) -> No
         raise RuntimeError(f"this run failed:\n  {format_command(args)}\n" + "\n".join(tail))
 
 
-def _parse_results(directory: str, test_log: bool) -> tuple[float, float]:
-    """Mean and std over the seeds, as parse_test_res.py prints them (it also writes parse.txt)."""
+def _parse_results(directory: str, test_log: bool) -> None:
+    """parse_test_res.py on one config folder, as the official scripts end: it writes parse.txt."""
     cmd = [sys.executable, os.path.join(REPO, "parse_test_res.py"), directory] + (["--test-log"] if test_log else [])
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    match = SUMMARY_LINE.search(result.stdout)
-    if result.returncode != 0 or match is None:
+    summary = [line for line in result.stdout.splitlines() if line.startswith("* accuracy:")]
+    if result.returncode != 0 or not summary:
         raise RuntimeError(f"parse_test_res.py failed on {directory}:\n{result.stdout}{result.stderr}")
-    print(f"{directory}: {match.group(0)}")
-    return float(match.group(1)), float(match.group(2))
+    print(f"{directory}: {summary[-1]}")
 
 
 def format_command(args: list[str]) -> str:
@@ -213,18 +202,25 @@ def run_methods(demo: Demo, jobs: int) -> None:
     bar.close()
 
 
-def table(rows: dict[str, dict]) -> str:
-    """The result table; the std over seeds follows "±"."""
-
-    def cell(row: dict, key: str) -> str:
-        std = row.get(f"{key}_std")
-        return f"{row[key]:.2f}" + ("" if std is None else f" ± {std:.2f}")
-
-    lines = [f"{'':22s}{'Base':>16s}{'Novel':>16s}{'HM':>8s}"]
-    for name, row in rows.items():
-        hm = harmonic_mean(row["base"], row["new"])
-        lines.append(f"{name:22s}{cell(row, 'base'):>16s}{cell(row, 'new'):>16s}{hm:8.2f}")
-    return "\n".join(lines)
+def demo_table(settings: Settings, zero_shot: dict[str, float], tree: str) -> tuple[Table, dict[str, dict]]:
+    """The demo's table: zero-shot CLIP, then each method's row of the report's base-to-novel table (the same
+    cells, so the same numbers as the report and parse_test_res.py); and those numbers, unrounded."""
+    res = load_results(tree)
+    report = next(t for t in build_tables(res) if t.protocol == "base2new")
+    zs_hm = harmonic_mean(zero_shot["base"], zero_shot["new"])
+    table = Table(
+        "base2new",
+        f"Base-to-novel on DemoShapes ({settings.shots} shots; mean ± std over {len(settings.seeds)} seed(s))",
+        ["", "Base", "Novel", "HM"],
+        [[ZERO_SHOT, f"{zero_shot['base']:.2f}", f"{zero_shot['new']:.2f}", f"{zs_hm:.2f}"]],
+    )
+    rows: dict[str, dict] = {ZERO_SHOT: dict(zero_shot)}
+    label = DISPLAY.get(DATASET_DIR, DATASET_DIR)
+    for m in settings.methods:
+        table.rows += [[display_name(m), *row[2:5]] for row in report.rows if row[:2] == [label, m]]
+        base, new = (res.get("base2new", m, DATASET_DIR, phase) for phase in ("base", "novel"))
+        rows[display_name(m)] = {"base": base.mean, "base_std": base.std, "new": new.mean, "new_std": new.std}
+    return table, rows
 
 
 def _clean(demo: Demo) -> None:
@@ -274,26 +270,23 @@ def run(settings: Settings, out: str, cache_dir: str | None, jobs: int) -> dict:
     run_methods(demo, jobs)
     timings["runs"] = time.time() - t
 
-    _phase("5/5 parse_test_res.py over the seeds")
-    rows: dict[str, dict] = {ZERO_SHOT: dict(zero_shot)}
+    _phase("5/5 parse_test_res.py over the seeds, and the report")
     for m in settings.methods:
-        base, base_std = _parse_results(demo.run_dir("train_base", m), test_log=False)
-        new, new_std = _parse_results(demo.run_dir("test_new", m), test_log=True)
-        rows[display_name(m)] = {"base": base, "base_std": base_std, "new": new, "new_std": new_std}
+        _parse_results(demo.run_dir("train_base", m), test_log=False)
+        _parse_results(demo.run_dir("test_new", m), test_log=True)
+    tree = os.path.join(demo.out, "output")
+    table, rows = demo_table(settings, zero_shot, tree)
     timings["total"] = time.time() - t0
 
-    print(f"\nBase-to-novel on DemoShapes ({settings.shots} shots; mean ± std over {len(settings.seeds)} seed(s))")
-    print(table(rows))
+    print("\n" + render_text(table))
     for m in settings.methods:
         row = rows[display_name(m)]
         print(
             f"{display_name(m)} vs zero-shot: base {row['base'] - zero_shot['base']:+.2f} (fused logits), "
             f"novel {row['new'] - zero_shot['new']:+.2f} (class-token logits only: decoupled inference)"
         )
-    from tools.report import make_report  # the report of the protocol scripts, on the demo's output tree
-
     print("\nThe report of the output tree (what base_to_novel.sh ends with):")
-    report_files = make_report(os.path.join(demo.out, "output"), out_dir=demo.out)
+    report_files = make_report(tree, out_dir=demo.out, show=())
     times = ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
     print(f"Times: {times}" + (" (tiny CLIP from the cache)" if cached else ""))
     results = {

@@ -1,173 +1,135 @@
-# The evaluation protocols, for any method with a configs/trainers/<TRAINER>/protocols.yaml (its
-# published config files and options per protocol, read through scripts/protocol.py). Sourced by
-# the top-level base_to_novel.sh, cross_datasets.sh, few_shot.sh and scripts/{mmrl,mmrlpp}/*.sh.
-# Output folders are the official ones, relative to $OUTPUT:
-#   base2new/train_base/<dataset>/shots_16/<TRAINER>/<CFG>/seed<S>   (also the ImageNet model of CD)
-#   base2new/test_new/<dataset>/shots_16/<TRAINER>/<CFG>/seed<S>     (also the cross-dataset tests)
+# Shared by the top-level base_to_novel.sh, cross_datasets.sh, few_shot.sh and scripts/{mmrl,mmrlpp}/*.sh.
+# The run plan, the output folders and the skipping of finished runs live in tools/protocols/ (the grid and
+# the report use the same code); these functions only turn the environment into its command line:
+#   python -m tools.protocols run PROTOCOL --phase train|test|all --methods ... --datasets ... -- KEY VALUE ...
+# Output folders are the official ones, relative to $OUTPUT (docs/protocols.md):
+#   base2new/train_base/<dataset>/shots_16/<TRAINER>/<CFG>/seed<S>   (also the ImageNet model of cross_datasets)
+#   base2new/test_new/<dataset>/shots_16/<TRAINER>/<CFG>/seed<S>     (also the cross-dataset targets)
 #   few_shot/<dataset>/shots_<K>/<TRAINER>/<CFG>/seed<S>
+# A run that holds a result is skipped; an unfinished one runs again (training resumes from its last
+# checkpoint; the old log is kept as log.txt.incomplete-<time>). Each <CFG> folder gets its parse.txt.
 #
 # Environment:
-#   DATA     folder holding the datasets (required; README.md#data)
-#   OUTPUT   output root (default: output)
-#   SEEDS    seeds to run (default: "1 2 3")
-#   SHOTS    few-shot settings (default: "1 2 4 8 16")
-#   PYTHON   interpreter (default: python)
-#   BACKBONE another backbone's published files for the same settings, e.g. rn50 (a method's protocols.yaml
-#            "backbones" table; unset: the published default, ViT-B/16)
+#   DATA      the datasets folder (README.md#data); else the DATA= line of scripts/{mmrl,mmrlpp}/*.sh
+#   OUTPUT    output root (default: output)
+#   SEEDS     seeds to run (default: "1 2 3")
+#   SHOTS     few-shot settings (default: "1 2 4 8 16")
+#   DATASETS  datasets of the top-level scripts (default: all of the protocol's)
+#   PYTHON    interpreter (default: python)
+#   BACKBONE  another backbone's published files for the same settings, e.g. rn50 (a method's protocols.yaml
+#             "backbones" table, docs/backbones.md; unset: the published default, ViT-B/16)
+#   DRY_RUN   1: print the train.py command lines instead of running them
 # Arguments after a script's own ones are KEY VALUE config options passed on to train.py, e.g.
 #   bash scripts/mmrl/base2new_train.sh dtd MODEL.BACKBONE.PATH /path/ViT-B-16.pt DATALOADER.NUM_WORKERS 4
-# A run whose log.txt already holds a result is skipped; an unfinished one is run again
-# (training resumes from its last checkpoint; the old log is kept as log.txt.incomplete-<time>);
-# one whose folder a live run holds (tools/run_lock.py) is running: skipped, never touched.
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+set -euo pipefail  # every script that sources this file stops at the first error
+
+REPO=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)  # this file's repository, through links
 PYTHON=${PYTHON:-python}
 OUTPUT=${OUTPUT:-output}
 SEEDS=${SEEDS:-1 2 3}
 SHOTS=${SHOTS:-1 2 4 8 16}
+PLACEHOLDER=PATH/TO/YOUR/DATASETS
+OFFICIAL="mmrlpp mmrl"  # what the top-level scripts run with no method given: scripts/<m>/*.sh, in this order
 
+# py ARGS...: Python with this repository's packages first on its path, so that ours are used even where
+# other libraries named datasets or clip are installed.
+py() {
+    PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" "$@"
+}
+
+# require_data [FILE]: DATA must name a folder, else one error line saying where to set it (FILE's DATA= line).
+# With PROTOCOL_CHECK set (the top-level scripts checking every script before running any), stop here.
 require_data() {
-    if [ -z "${DATA:-}" ]; then
-        echo "error: set DATA=/path/to/datasets, see README.md#data" >&2
+    local where="run DATA=/path/to/datasets bash $(basename "$0") ..."
+    if [ -n "${1:-}" ]; then where="edit the DATA= line of $1 (or set DATA in the environment)"; fi
+    if [ -z "${DATA:-}" ] || [ "$DATA" = "$PLACEHOLDER" ]; then
+        echo "error: DATA is not set: $where; see README.md#data" >&2
+        exit 1
+    fi
+    if [ ! -d "$DATA" ]; then
+        echo "error: DATA=$DATA is not a folder: $where; see README.md#data" >&2
+        exit 1
+    fi
+    if [ -n "${PROTOCOL_CHECK:-}" ]; then exit 0; fi
+}
+
+# need_dataset ARGS...: the per-method scripts' first argument, a dataset.
+need_dataset() {
+    if [ $# -eq 0 ] || [[ $1 == *.* ]]; then
+        echo "error: no DATASET given: bash $0 DATASET [KEY VALUE ...] (a name of configs/datasets/*.yaml)" >&2
         exit 1
     fi
 }
 
-# finished DIR: true when DIR/log.txt holds an evaluation result.
-finished() {
-    grep -qs "^=> result" "$1/log.txt"
-}
-
-# run TRAINER DATASET CFG SEED DIR [train.py arguments...]: one run into DIR, unless it is finished.
-run() {
-    local trainer=$1 dataset=$2 cfg=$3 seed=$4 dir=$5
-    shift 5
-    if finished "$dir"; then
-        echo "Skip $dir (already holds a result)"
-        return 0
+# method_script PROTOCOL PHASE TRAINER [DATASET] [KEY VALUE ...]: a scripts/<method>/*.sh script, after its
+# DATA= line: every step but the cross-dataset training takes a dataset.
+method_script() {
+    local protocol=$1 phase=$2 trainer=$3 dataset=""
+    shift 3
+    require_data "$0"
+    if [ "$protocol/$phase" != cross_datasets/train ]; then
+        need_dataset "$@"
+        dataset=$1
+        shift
     fi
-    local holder rc=0
-    # Moves an unfinished log aside under the folder's lock; exit 75: a live run holds the folder.
-    holder=$(PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m tools.run_lock prepare "$dir") || rc=$?
-    if [ "$rc" = 75 ]; then
-        echo "Skip $dir (running: $holder)"
-        return 0
-    elif [ "$rc" != 0 ]; then
-        return "$rc"
-    fi
-    "$PYTHON" "$REPO/train.py" --root "$DATA" --seed "$seed" --trainer "$trainer" \
-        --dataset-config-file "$REPO/configs/datasets/$dataset.yaml" \
-        --config-file "$REPO/configs/trainers/$trainer/$cfg.yaml" \
-        --output-dir "$dir" "$@" || rc=$?
-    if [ "$rc" = 75 ]; then  # another run took the folder meanwhile (train.py printed which)
-        echo "Skip $dir (running elsewhere)"
-        return 0
-    fi
-    return "$rc"
+    run_protocol "$protocol" "$phase" "$trainer" "$dataset" "$@"
 }
 
-# summarize DIR: mean +- std over DIR/seed*/log.txt, printed and written to DIR/parse.txt.
-summarize() {
-    "$PYTHON" "$REPO/parse_test_res.py" "$1"
+# run_protocol PROTOCOL PHASE "METHODS" "DATASETS" [KEY VALUE ...]: the protocol's cells, in order.
+run_protocol() {
+    local protocol=$1 phase=$2 methods=$3 datasets=$4
+    shift 4
+    local args=(run "$protocol" --phase "$phase" --root "$DATA" --output "$OUTPUT" --python "$PYTHON")
+    # shellcheck disable=SC2206
+    args+=(--methods $methods --seeds $SEEDS --shots $SHOTS)
+    # shellcheck disable=SC2206
+    if [ -n "$datasets" ]; then args+=(--datasets $datasets); fi
+    if [ "${DRY_RUN:-0}" = 1 ]; then args+=(--dry-run); fi
+    py -m tools.protocols "${args[@]}" -- "$@"
 }
 
-# protocol_settings TRAINER PROTOCOL DATASET [SHOTS]: sets CFG (the config file), FOLDER (the run folder's
-# config level: CFG, or CFG_cross_datasets where a cross-dataset run would share a base-to-novel run's
-# folder), EVAL_ONLY (0|1) and PROTO_OPTS (KEY VALUE options) from the method's protocols.yaml.
-protocol_settings() {
-    local line rest
-    line=$("$PYTHON" "$REPO/scripts/protocol.py" settings "$@") || exit 1
-    read -r CFG FOLDER EVAL_ONLY rest <<< "$line"
-    read -r -a PROTO_OPTS <<< "$rest"
+# protocol_datasets PROTOCOL: $DATASETS, or every dataset of the protocol.
+protocol_datasets() {
+    if [ -n "${DATASETS:-}" ]; then echo "$DATASETS"; else py -m tools.protocols datasets "$1"; fi
 }
 
-# A method with nothing to train (zero-shot) is evaluated directly where the others train.
-train_flags() {
-    if [ "$EVAL_ONLY" = 1 ]; then echo --eval-only; fi
-}
-
-# test_flags MODEL_DIR: evaluate the trained model in MODEL_DIR (or the untrained method).
-test_flags() {
-    if [ "$EVAL_ONLY" = 1 ]; then echo --eval-only; else echo --model-dir "$1" --eval-only; fi
-}
-
-# base2new_train TRAINER DATASET [KEY VALUE ...]: train on the base classes (16 shots).
-base2new_train() {
-    local trainer=$1 dataset=$2 seed
-    shift 2
-    protocol_settings "$trainer" base2new "$dataset"
-    local dir=$OUTPUT/base2new/train_base/$dataset/shots_16/$trainer/$CFG
-    for seed in $SEEDS; do
-        # shellcheck disable=SC2046
-        run "$trainer" "$dataset" "$CFG" "$seed" "$dir/seed$seed" $(train_flags) \
-            DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base TASK B2N ${PROTO_OPTS[@]+"${PROTO_OPTS[@]}"} "$@"
-    done
-    summarize "$dir"
-}
-
-# base2new_test TRAINER DATASET [KEY VALUE ...]: test the base-class models on the new classes.
-base2new_test() {
-    local trainer=$1 dataset=$2 seed
-    shift 2
-    protocol_settings "$trainer" base2new "$dataset"
-    local common=$dataset/shots_16/$trainer/$CFG
-    for seed in $SEEDS; do
-        # shellcheck disable=SC2046
-        run "$trainer" "$dataset" "$CFG" "$seed" "$OUTPUT/base2new/test_new/$common/seed$seed" \
-            $(test_flags "$OUTPUT/base2new/train_base/$common/seed$seed") \
-            DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES new TASK B2N ${PROTO_OPTS[@]+"${PROTO_OPTS[@]}"} "$@"
-    done
-    summarize "$OUTPUT/base2new/test_new/$common"
-}
-
-# cross_datasets_train TRAINER [KEY VALUE ...]: train on all ImageNet classes (16 shots).
-cross_datasets_train() {
-    local trainer=$1 seed
+# protocol_main PROTOCOL [METHOD[,METHOD...]] [KEY VALUE ...]: what the top-level scripts run. With no method,
+# the official scripts' loops over scripts/mmrlpp/ then scripts/mmrl/ (each script's own DATA= line; all are
+# checked before anything runs); else the given methods side by side. Both end with the report's tables.
+protocol_main() {
+    local protocol=$1 m dataset methods datasets
     shift
-    protocol_settings "$trainer" cross_datasets imagenet
-    local dir=$OUTPUT/base2new/train_base/imagenet/shots_16/$trainer/$FOLDER
-    for seed in $SEEDS; do
-        # shellcheck disable=SC2046
-        run "$trainer" imagenet "$CFG" "$seed" "$dir/seed$seed" $(train_flags) \
-            DATASET.NUM_SHOTS 16 TASK CD ${PROTO_OPTS[@]+"${PROTO_OPTS[@]}"} "$@"
-    done
-    summarize "$dir"
-}
-
-# cross_datasets_test TRAINER DATASET [KEY VALUE ...]: test the ImageNet models on DATASET.
-cross_datasets_test() {
-    local trainer=$1 dataset=$2 seed
-    shift 2
-    protocol_settings "$trainer" cross_datasets imagenet
-    local model=$OUTPUT/base2new/train_base/imagenet/shots_16/$trainer/$FOLDER
-    protocol_settings "$trainer" cross_datasets "$dataset"
-    local dir=$OUTPUT/base2new/test_new/$dataset/shots_16/$trainer/$FOLDER
-    for seed in $SEEDS; do
-        # shellcheck disable=SC2046
-        run "$trainer" "$dataset" "$CFG" "$seed" "$dir/seed$seed" $(test_flags "$model/seed$seed") \
-            DATASET.NUM_SHOTS 16 TASK CD ${PROTO_OPTS[@]+"${PROTO_OPTS[@]}"} "$@"
-    done
-    summarize "$dir"
-}
-
-# few_shot TRAINER DATASET [KEY VALUE ...]: train and test on all classes, for each of $SHOTS.
-few_shot() {
-    local trainer=$1 dataset=$2 shots seed
-    shift 2
-    for shots in $SHOTS; do
-        protocol_settings "$trainer" few_shot "$dataset" "$shots"
-        local dir=$OUTPUT/few_shot/$dataset/shots_$shots/$trainer/$CFG
-        for seed in $SEEDS; do
-            # shellcheck disable=SC2046
-            run "$trainer" "$dataset" "$CFG" "$seed" "$dir/seed$seed" $(train_flags) \
-                DATASET.NUM_SHOTS "$shots" TASK FS ${PROTO_OPTS[@]+"${PROTO_OPTS[@]}"} "$@"
+    datasets=$(protocol_datasets "$protocol")
+    if [ $# -gt 0 ] && [[ $1 != *.* ]]; then
+        methods=$(methods_of "$1")
+        shift
+        require_data
+        run_protocol "$protocol" all "$methods" "$datasets" "$@"
+        report "$protocol"
+        return
+    fi
+    case $protocol in
+        base2new) check_scripts base2new_train base2new_test ;;
+        cross_datasets) check_scripts cross_datasets_train cross_datasets_test ;;
+        few_shot) check_scripts few_shot ;;
+    esac
+    for m in $OFFICIAL; do
+        if [ "$protocol" = cross_datasets ]; then bash "$REPO/scripts/$m/cross_datasets_train.sh" "$@"; fi
+        for dataset in $datasets; do
+            case $protocol in
+                base2new)
+                    bash "$REPO/scripts/$m/base2new_train.sh" "$dataset" "$@"
+                    bash "$REPO/scripts/$m/base2new_test.sh" "$dataset" "$@" ;;
+                cross_datasets) bash "$REPO/scripts/$m/cross_datasets_test.sh" "$dataset" "$@" ;;
+                few_shot) bash "$REPO/scripts/$m/few_shot.sh" "$dataset" "$@" ;;
+            esac
         done
-        summarize "$dir"
     done
+    report "$protocol"
 }
 
-# methods_of ARG: the methods named by the top-level scripts' first argument ("CoOp,MMRL" or "CoOp MMRL"),
-# each checked to have published protocols before anything runs.
+# methods_of ARG: the methods of "CoOp,MMRL" (or "CoOp MMRL"), each checked to have published protocols.
 methods_of() {
     local m
     for m in ${1//,/ }; do
@@ -180,13 +142,18 @@ methods_of() {
     done
 }
 
-# table PROTOCOL "METHODS" DATASET...: the methods side by side (scripts/protocol.py table), then the
-# report of the whole output tree (report.md / .csv / .tex, few-shot curves) by tools.report.
-table() {
-    local protocol=$1 methods=$2
-    shift 2
-    # shellcheck disable=SC2086
-    "$PYTHON" "$REPO/scripts/protocol.py" table "$protocol" --methods $methods --datasets "$@" \
-        --output "$OUTPUT" --shots $SHOTS --seeds "$SEEDS"
-    PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m tools.report "$OUTPUT"
+# check_scripts NAME...: every scripts/<m>/NAME.sh of the official methods finds its DATA, before any runs.
+check_scripts() {
+    local m name
+    for m in $OFFICIAL; do
+        for name in "$@"; do
+            PROTOCOL_CHECK=1 bash "$REPO/scripts/$m/$name.sh"
+        done
+    done
+}
+
+# report PROTOCOL: the report of the whole output tree (report.md / .csv / .tex, pictures), printing the
+# tables of PROTOCOL.
+report() {
+    if [ "${DRY_RUN:-0}" != 1 ]; then py -m tools.report "$OUTPUT" --show "$1"; fi
 }

@@ -1,5 +1,6 @@
-"""docs/adding_a_method.md is true: its files, written into a copy of the repository and nothing else
-changed there, give a method that ``train.py`` trains, checkpoints and evaluates."""
+"""docs/adding_a_method.md is true: its blocks are the worked example's files (CLIP-Adapter), whole; a copy of
+the repository without the method's two folders, with the page's blocks written in, gives a method that
+``train.py`` trains, checkpoints and evaluates; and nothing else in the repository names the method."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import sys
 from pathlib import Path
 
 import torch
-from tiny import tiny_clip_config
+from tiny import tiny_resnet_state_dict
 
-from clip.model import CLIP
 from datasets.synthetic import make_dataset
 
 REPO = Path(__file__).resolve().parents[1]
+FOLDERS = {"trainers/clip_adapter", "configs/trainers/CLIP_Adapter"}
+NAMES = ("CLIP_Adapter", "clip_adapter")  # the trainer and its package
 
 
 def source_files() -> list[str]:
@@ -29,42 +31,69 @@ def source_files() -> list[str]:
 
 
 def doc_files() -> dict[str, str]:
-    """The page's code blocks that start with a "# <path>" line, by path."""
+    """The page's code blocks headed by a "# <path>" line, by path; a file shown in several blocks (the later
+    ones headed "# <path> (continued)") is their concatenation, two blank lines apart."""
     text = (REPO / "docs" / "adding_a_method.md").read_text()
-    blocks = re.findall(r"```(?:python|yaml)\n# (\S+)\n(.*?)```", text, flags=re.S)
-    return {path: body for path, body in blocks}
+    files: dict[str, str] = {}
+    for path, continued, body in re.findall(r"```(?:python|yaml)\n# (\S+)( \(continued\))?\n(.*?)```", text, re.S):
+        assert bool(continued) == (path in files), f"{path}: the first block of a file, and only it, has no mark"
+        files[path] = files[path] + "\n\n" + body if continued else body
+    return files
 
 
-def test_the_worked_example_is_one_folder_and_one_config_folder_and_runs(tmp_path):
+def in_method(name: str) -> bool:
+    return any(name.startswith(folder + "/") for folder in FOLDERS)
+
+
+def test_the_page_shows_the_method_s_files_whole():
     files = doc_files()
-    folders = {Path(p).parent.as_posix() for p in files}
-    assert folders == {"trainers/feature_adapter", "configs/trainers/FeatureAdapter"}, folders
+    assert {Path(p).parent.as_posix() for p in files} == FOLDERS
+    for path, body in files.items():
+        assert body == (REPO / path).read_text(), f"the page's {path} is not the repository's"
+    code = {name for name in source_files() if in_method(name) and name.endswith(".py")}
+    assert code <= set(files), f"the page leaves out {sorted(code - set(files))}"
+
+
+def test_nothing_outside_the_method_names_it():
+    """Outside its two folders, only its tests and the documentation may name the method."""
+    naming = []
+    for name in source_files():
+        path = REPO / name
+        if in_method(name) or name.startswith("tests/") or name.endswith(".md") or not path.is_file():
+            continue
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        if any(n in text for n in NAMES):
+            naming.append(name)
+    assert not naming, f"a new method must not need these files edited: {naming}"
+
+
+def test_the_page_s_files_alone_make_the_method(tmp_path):
     repo = tmp_path / "repo"
     for name in source_files():
-        if not name.startswith("tests/") and (REPO / name).is_file():
+        if not name.startswith("tests/") and not in_method(name) and (REPO / name).is_file():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(REPO / name, repo / name)
-    for path, body in files.items():
-        assert not (repo / path).exists(), f"{path} would overwrite a file of the repository"
+    for path, body in doc_files().items():
         (repo / path).parent.mkdir(parents=True, exist_ok=True)
         (repo / path).write_text(body)
 
-    torch.manual_seed(0)
-    torch.save(CLIP(tiny_clip_config()).state_dict(), tmp_path / "tiny.pt")
+    torch.save(tiny_resnet_state_dict(0), tmp_path / "tiny_rn.pt")
     make_dataset("dtd", str(tmp_path / "data"), n_classes=4, n_train=4, n_val=2, n_test=2)
     common = [sys.executable, "train.py", "--root", str(tmp_path / "data"), "--seed", "1",
-              "--trainer", "FeatureAdapter", "--dataset-config-file", "configs/datasets/dtd.yaml",
-              "--config-file", "configs/trainers/FeatureAdapter/vit_b16.yaml"]  # fmt: skip
-    opts = ["MODEL.BACKBONE.PATH", str(tmp_path / "tiny.pt"), "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
-            "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "OPTIM.MAX_EPOCH", "1"]  # fmt: skip
+              "--trainer", "CLIP_Adapter", "--dataset-config-file", "configs/datasets/dtd.yaml",
+              "--config-file", "configs/trainers/CLIP_Adapter/rn50.yaml"]  # fmt: skip
+    opts = ["MODEL.BACKBONE.PATH", str(tmp_path / "tiny_rn.pt"), "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS",
+            "0", "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "OPTIM.MAX_EPOCH", "1"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run([*common, "--output-dir", str(tmp_path / "run"), *opts], cwd=repo, capture_output=True,
                          text=True, env=env)  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     log = (tmp_path / "run" / "log.txt").read_text()
-    yaml_file = "configs/trainers/FeatureAdapter/vit_b16.yaml"
-    assert f"  TRAINER.FEATURE_ADAPTER.RATIO = 0.5  (replaces 0.2, set in {yaml_file})" in log  # datasets.yaml
-    assert (tmp_path / "run" / "adapter" / "model.pth.tar-1").is_file()
+    assert "Parameters to be updated: ['fc.0.weight', 'fc.2.weight']" in log
+    assert (tmp_path / "run" / "clip_adapter" / "model.pth.tar-1").is_file()
     accuracy = re.findall(r"^\* accuracy: ([\d.]+)%", log, flags=re.M)[-1]
 
     evaluation = subprocess.run([*common, "--output-dir", str(tmp_path / "eval"), "--model-dir", str(tmp_path / "run"),

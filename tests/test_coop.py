@@ -20,7 +20,6 @@ import train
 from clip import clip
 from clip.model import CLIP
 from dassl.utils import UserError
-from datasets.synthetic import make_dataset
 from tests.tiny import tiny_clip_config
 from trainers.coop.cocoop import CoCoOp, CoCoOpPromptLearner
 from trainers.coop.coop import CoOp, CoOpPromptLearner
@@ -31,21 +30,25 @@ COMMON += ["TEST.PER_CLASS_RESULT", "True", "OPTIM.MAX_EPOCH", "2", "DATALOADER.
 STEP = re.compile(r"batch \[\d+/\d+\].* loss ([\d.]+) \([\d.]+\)(?: acc ([\d.]+) \([\d.]+\))? lr ([\d.e+-]+)")
 PER_CLASS = re.compile(r"\* class: \d+ \((\w+)\)\ttotal: \d+\tcorrect: (\d+)")
 
-# From the official runs (steps.jsonl at full precision; "* class" lines: correct out of 3 per class).
+# From the official runs (steps.jsonl at full precision; "* class" lines: correct out of 3 per class). Each entry
+# is printed again by the command above it (tools/parity; values within the tolerance of check_against_official).
 WARMUP_LR = [1e-05] * 3 + [0.002] * 4 + [0.001]
 OFFICIAL = {
+    # python -m tools.parity CoOp --scenario middle --write-pins
     "coop_middle": {
         "loss": [2.0100174, 2.0130129, 2.2330298, 2.2466364, 2.0715170, 1.9389851, 2.1730077, 1.9657576],
         "acc": [0.0, 0.0, 25.0, 25.0, 50.0, 50.0, 0.0, 50.0],
         "lr": WARMUP_LR,
         "correct": [0, 0, 3, 0, 0, 3, 3, 0],
     },
+    # python -m tools.parity CoOp --scenario csc --write-pins
     "coop_csc": {
         "loss": [2.6115067, 2.1022315, 1.9585655, 2.1439474, 2.1994512, 1.5549716, 1.5286415, 1.2774862],
         "acc": [0.0, 50.0, 25.0, 25.0, 25.0, 25.0, 25.0, 25.0],
         "lr": WARMUP_LR,
         "correct": [3, 3, 1, 3, 3, 0, 0, 3],
     },
+    # python -m tools.parity CoOp --scenario ctxv1_base_to_new --write-pins (coop_ctxv1_base and _new)
     "coop_ctxv1_base": {
         "loss": [1.5166192, 1.5780960, 1.5213950, 1.4757242, 1.2465739, 1.2930115, 1.2230465, 1.3470720],
         "acc": [50.0, 50.0, 50.0, 50.0, 75.0, 50.0, 50.0, 25.0],
@@ -53,6 +56,7 @@ OFFICIAL = {
         "correct": [3, 3, 0, 0],
     },
     "coop_ctxv1_new": {"correct": [0, 0, 0, 0]},
+    # python -m tools.parity CoCoOp --scenario batch1_base_to_new --write-pins (cocoop_base and _new)
     "cocoop_base": {
         "loss": [
             1.9695535,
@@ -81,12 +85,11 @@ OFFICIAL = {
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The parity world: tiny CLIP weights and the synthetic DTD."""
+def world(tmp_path_factory: pytest.TempPathFactory, tiny_clip: str, synthetic_data) -> Path:
+    """The parity world (tests/conftest.py): tiny CLIP weights and the synthetic DTD, beside the runs' folders."""
     root = tmp_path_factory.mktemp("coop")
-    torch.manual_seed(0)
-    torch.save(CLIP(tiny_clip_config()).state_dict(), root / "tiny.pt")
-    make_dataset("dtd", str(root / "data"), n_classes=8, n_train=4, n_val=2, n_test=3, size=32, seed=0)
+    (root / "tiny.pt").symlink_to(tiny_clip)
+    (root / "data").symlink_to(synthetic_data("dtd", n_classes=8, n_train=4, n_val=2, n_test=3, size=32, seed=0))
     return root
 
 

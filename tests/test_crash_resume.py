@@ -22,15 +22,12 @@ from typing import Any
 
 import pytest
 import torch
-from tiny import tiny_clip_config
 
-from clip.model import CLIP
 from dassl.utils import load_checkpoint
 from dassl.utils.crash_points import CRASH_ENV
 from dassl.utils.tools import TEMP_NAME
 from datasets.data_files import read_cache
-from datasets.synthetic import make_dataset
-from tools.grid import plan
+from tools.protocols import plan
 from trainers.mmrl import LEARNER_NAME
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -39,19 +36,16 @@ CACHE = "shot_4-seed_1.pkl"
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> tuple[str, str]:
-    root = tmp_path_factory.mktemp("crash")
-    torch.manual_seed(0)
-    torch.save(CLIP(tiny_clip_config()).state_dict(), root / "tiny.pt")
-    make_dataset("dtd", str(root / "data"), n_classes=4, n_train=5, n_val=1, n_test=2)
-    return str(root / "tiny.pt"), str(root / "data")
+def setup(tiny_clip, synthetic_data) -> tuple[str, str]:
+    """(tiny CLIP weights file, data root) of the shared world (tests/conftest.py)."""
+    return tiny_clip, synthetic_data("dtd", n_classes=4, n_train=5, n_val=1, n_test=2)
 
 
 def command(setup: tuple[str, str], out: str, workers: int) -> list[str]:
     """The grid's (= the protocol scripts') command line of the cell, with the tiny model and data appended."""
     tiny, root = setup
-    cell = next(c for c in plan("base2new", ["MMRL"], ["dtd"], [1], [], out) if c.name.endswith("train_base"))
-    args = [a.replace("{root}", root) for a in cell.args]
+    cell = next(c for c in plan("base2new", ["MMRL"], out, root, ["dtd"], [1], []) if c.name.endswith("train_base"))
+    args = list(cell.args)
     args[args.index("--output-dir") + 1] = out
     return [
         sys.executable, osp.join(REPO, "train.py"), *args,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os.path as osp
 import re
 import subprocess
@@ -158,18 +159,27 @@ def test_clean_cfg_keeps_only_the_chosen_trainer():
     assert sorted(cfg.TRAINER.keys()) == ["FIXMATCH", "NAME"]
 
 
-UPSTREAM_GIT = "/work/.mirror/KaiyangZhou+Dassl.pytorch/repo"
+# Upstream Dassl's defaults as data: every ``_C.KEY = value`` line of its dassl/config/defaults.py at one
+# commit, frozen in tests/data/upstream_dassl_defaults.json; regenerate (after reviewing upstream's change) with
+#   git clone https://github.com/KaiyangZhou/Dassl.pytorch && python -m tests.test_dassl_config Dassl.pytorch
+SNAPSHOT = osp.join(osp.dirname(osp.abspath(__file__)), "data", "upstream_dassl_defaults.json")
+UPSTREAM_COMMIT = "c61a1b570ac6333bd50fb5ae06aea59002fb20bb"  # 2022-10-06, the latest upstream commit
 
 
-@pytest.mark.skipif(not osp.isdir(UPSTREAM_GIT), reason="upstream Dassl mirror not present")
-def test_every_upstream_key_exists_with_the_same_value():
+def upstream_defaults(clone: str, commit: str = UPSTREAM_COMMIT) -> dict[str, str]:
+    """Every default of upstream's dassl/config/defaults.py at ``commit`` of a clone, as Python literals."""
     source = subprocess.run(
-        ["git", "-C", UPSTREAM_GIT, "show", "HEAD:dassl/config/defaults.py"], capture_output=True, text=True, check=True
+        ["git", "-C", clone, "show", f"{commit}:dassl/config/defaults.py"], capture_output=True, text=True, check=True
     ).stdout
-    upstream = {}
-    for m in re.finditer(r"^_C\.([A-Z0-9_.]+) = (.+?)(?:\s+#.*)?$", source, re.M):
-        if m.group(2) != "CN()":
-            upstream[m.group(1)] = ast.literal_eval(m.group(2))
+    found = re.finditer(r"^_C\.([A-Z0-9_.]+) = (.+?)(?:\s+#.*)?$", source, re.M)
+    return {m.group(1): repr(ast.literal_eval(m.group(2))) for m in found if m.group(2) != "CN()"}
+
+
+def test_every_upstream_key_exists_with_the_same_value():
+    with open(SNAPSHOT) as f:
+        snapshot = json.load(f)
+    assert snapshot["commit"] == UPSTREAM_COMMIT
+    upstream = {k: ast.literal_eval(v) for k, v in snapshot["defaults"].items()}
     assert len(upstream) == 135  # all of the snapshot; a change upstream should be reviewed here
     ours = flatten(get_cfg_default())
     assert set(ours) - set(upstream) == {
@@ -177,3 +187,15 @@ def test_every_upstream_key_exists_with_the_same_value():
         "DATASET.FOLDER.TEMPLATE", "DATASET.ID",
     }
     assert {k: v for k, v in upstream.items() if ours.get(k, object()) != v} == {}
+    assert {k: v for k, v in upstream.items() if type(ours[k]) is not type(v)} == {}  # tuples stay tuples
+
+
+if __name__ == "__main__":  # python -m tests.test_dassl_config CLONE: rewrite the snapshot from a clone
+    import sys
+
+    from dassl.utils import atomic_write
+
+    source = {"repository": "KaiyangZhou/Dassl.pytorch", "commit": UPSTREAM_COMMIT, "file": "dassl/config/defaults.py"}
+    with atomic_write(SNAPSHOT) as f:
+        json.dump({**source, "defaults": upstream_defaults(sys.argv[1])}, f, indent=1)
+        f.write("\n")

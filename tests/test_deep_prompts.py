@@ -33,32 +33,37 @@ SETTINGS = {
                                 "PROMPT_DEPTH_VISION": 9, "PROMPT_DEPTH_TEXT": 9, "GPA_MEAN": 1.5, "GPA_STD": 1.0}),
 }
 # Printed by the OFFICIAL code (github muzairkhattak/multimodal-prompt-learning @69bce21, PromptSRC @bb95c77)
-# on upstream Dassl, CPU, fp32 (its .half() casts and .cuda() calls removed), same recipe as below:
-# /work/parity/deep/seeded_official.py.
+# on upstream Dassl, CPU, fp32 (its prompt casts to fp16 kept, as its fp32 runs have them; MaPLe's fp16 proj
+# layer and .cuda() calls removed), same recipe as below. Regenerate each entry with the command above it
+# (tools/parity, recipe "steps"; --write-pins prints the entry).
 OFFICIAL: dict[str, dict[str, list[float]]] = {
+    # python -m tools.parity MaPLe --scenario seeded --write-pins
     "MaPLe": {
-        "losses": [1.6601338386535645, 1.5701801776885986, 1.7109746932983398, 1.698725938796997],
+        "losses": [1.6601314544677734, 1.5701773166656494, 1.7109676599502563, 1.6987274885177612],
         "lrs": [0.05, 0.025, 0.025, 0.0],
-        "logits0": [-0.28126, -0.32229, -0.56198, -0.72217, -0.57123],
-        "logits5": [0.18267, -0.07679, -0.24275, -0.38235, -0.13108],
+        "logits0": [-0.28136, -0.32224, -0.56193, -0.72212, -0.57119],
+        "logits5": [0.18254, -0.07673, -0.2427, -0.38233, -0.13105],
     },
+    # python -m tools.parity IVLP --scenario seeded --write-pins
     "IVLP": {
-        "losses": [3.015631675720215, 1.6077206134796143, 1.6181477308273315, 1.6185188293457031],
+        "losses": [3.0155885219573975, 1.6077238321304321, 1.6181529760360718, 1.618517279624939],
         "lrs": [0.05, 0.025, 0.025, 0.0],
-        "logits0": [-2.10897, -2.06063, -2.05402, -2.07676, -2.04571],
-        "logits5": [-1.0445, -1.00394, -0.96471, -1.00844, -0.97303],
+        "logits0": [-2.10882, -2.06047, -2.05387, -2.07661, -2.04556],
+        "logits5": [-1.04421, -1.00365, -0.96442, -1.00816, -0.97275],
     },
+    # python -m tools.parity VPT --scenario seeded --write-pins
     "VPT": {
-        "losses": [2.2093873023986816, 1.6709433794021606, 1.7637953758239746, 1.6981494426727295],
+        "losses": [2.209378242492676, 1.6709561347961426, 1.7637903690338135, 1.69814932346344],
         "lrs": [0.05, 0.025, 0.025, 0.0],
-        "logits0": [-2.89915, -2.72994, -2.71272, -2.36702, -3.53046],
-        "logits5": [-2.76284, -2.99285, -2.78839, -2.75523, -3.32171],
+        "logits0": [-2.89909, -2.72985, -2.71265, -2.36696, -3.53038],
+        "logits5": [-2.76278, -2.99276, -2.78831, -2.75517, -3.32162],
     },
+    # python -m tools.parity PromptSRC --scenario seeded --write-pins
     "PromptSRC": {
-        "losses": [5.265962600708008, 4.426196575164795, 4.0263671875, 3.8470582962036133],
+        "losses": [5.265894889831543, 4.424088001251221, 4.027401924133301, 3.847912073135376],
         "lrs": [0.05, 0.025, 0.025, 0.0],
-        "logits0": [-2.06381, -2.23157, -2.17471, -2.24865, -2.18308],
-        "logits5": [-1.31688, -1.48603, -1.44458, -1.49615, -1.45312],
+        "logits0": [-2.0598, -2.22772, -2.17087, -2.2448, -2.17969],
+        "logits5": [-1.31353, -1.48222, -1.44082, -1.49243, -1.44995],
     },
 }
 
@@ -117,7 +122,11 @@ def run_steps(t: object, steps: range, g: torch.Generator) -> tuple[list[float],
 @pytest.mark.parametrize("method", ["MaPLe", "IVLP", "VPT", "PromptSRC"])
 def test_seeded_run_reproduces_the_official_implementation(tmp_path, method):
     tiny_weights(str(tmp_path / "clip.pt"), MAPLE_CLIP if method == "MaPLe" else tiny_clip_config())
-    t = fixed_trainer(make_cfg(method, str(tmp_path / "clip.pt")))
+    cfg = make_cfg(method, str(tmp_path / "clip.pt"))
+    # EXACT True, the official op order: with prompts rounded to fp16 in the loop, the default path's float
+    # rounding grows to ~1e-4 in these logits after four steps (python -m tools.parity METHOD reports it).
+    cfg.EXACT = True
+    t = fixed_trainer(cfg)
     g = torch.Generator().manual_seed(0)
     losses, lrs = run_steps(t, range(4), g)
     t.set_model_mode("eval")
@@ -184,7 +193,7 @@ def test_first_image_prompts_go_through_ln_pre_exactly_as_appended_before_it():
         ln.bias.normal_()
     tokens = torch.randn(3, 5, 64)  # batch-first (N, L, D), before ln_pre
     prompts = torch.randn(2, 64, requires_grad=True)
-    reference = ln(torch.cat([tokens, prompts.expand(3, -1, -1)], dim=1)).permute(1, 0, 2)
+    reference = ln(torch.cat([tokens, prompts.expand(3, -1, -1).half()], dim=1)).permute(1, 0, 2)  # cat promotes
     (reference.square().sum()).backward()
     grad_reference = prompts.grad.clone()
     prompts.grad = None
@@ -224,8 +233,11 @@ def test_text_deep_prompts_on_a_prefix_computed_once_give_the_full_features_and_
         features = clip_model.encode_text_embeddings(text(), text.eot, hooks, text.shared)
         (features * weights).sum().backward()
         results.append([features.detach(), text.ctx.grad.clone(), *(p.grad.clone() for p in deep)])
-    for fast, full in zip(*results):
-        torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-5 * float(full.abs().max()))
+    for k, (fast, full) in enumerate(zip(*results)):
+        # The deep prompts' gradients leave through fp16 (the official cast): per class row on the full path,
+        # once for the shared prefix on the fast one, so they agree to fp16 rounding; the rest to fp32's.
+        tol = 1e-5 if k < 2 else 2e-3
+        torch.testing.assert_close(fast, full, rtol=tol, atol=tol * float(full.abs().max()))
 
 
 VIT_B16 = CLIPConfig(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=16,

@@ -18,7 +18,6 @@ import os.path as osp
 import pickle
 import random
 import re
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -209,12 +208,11 @@ def _(env: Env) -> str:
     return line
 
 
-# ---- protocols.yaml: read by scripts/protocol.py and tools/grid.py.
+# ---- protocols.yaml: read by tools/protocols (the scripts, the grid, the report's method names).
 
 
 def protocols_error(env: Env, text: str) -> str:
-    sys.path.insert(0, osp.join(REPO, "scripts"))
-    from protocols_file import read_protocols
+    from tools.protocols.protocols_file import read_protocols
 
     path = env.path("protocols.yaml")
     with open(path, "w") as f:

@@ -63,7 +63,7 @@ def clip_of(trainer) -> CLIP:
 def expected_depths(name: str, cfg) -> list[int]:
     """Where each method's text tokens enter, from its published design (not from tools/text_tokens.py)."""
     node = cfg.TRAINER
-    if name in ("CoOp", "CoCoOp", "KgCoOp"):
+    if name in ("CoOp", "CoCoOp", "KgCoOp", "TCP"):  # TCP's class-aware tokens are computed, not learned tensors
         return [0]
     if name in ("IVLP", "PromptSRC"):  # context at the input, deep prompts before blocks 2..depth
         return list(range(node[clip_trainer(name).NODE].PROMPT_DEPTH_TEXT))

@@ -181,7 +181,8 @@ def fixed_classes_trainer(cfg, classnames):
 
 
 # From the release (dqmis/clip-mma @ 1287cb5, CLIPTransformerAdapterText and its Learner's Adam loop) on
-# the same tiny CLIP, seed, images and classes, fp32 CPU: /work/parity/seputis/run_release.py.
+# the same tiny CLIP, seed, images and classes, fp32 CPU.
+# Regenerate: python -m tools.parity MaskedMHAAdapter --scenario seeded --write-pins
 RELEASE = {
     "losses": [1.5553877353668213, 1.6336615085601807, 1.645810604095459],
     "accs": [50.0, 25.0, 0.0],

@@ -210,6 +210,7 @@ def test_published_schedule(config, batch):
     assert optim.param_groups[0]["momentum"] == 0.9 and optim.param_groups[0]["weight_decay"] == 5e-4
 
 
+# Regenerate: python -m tools.parity MultiModalAdapter --scenario seeded --write-pins
 # Printed by the OFFICIAL implementation (github.com/ZjjConan/Multi-Modal-Adapter @ 547ee34,
 # trainers/mmadapter.py on upstream Dassl, CPU, fp32) on exactly the setup of the test below:
 # its build (one CLIP construction, then the text, visual and shared adapter sets), three SGD steps of its

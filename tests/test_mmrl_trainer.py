@@ -256,6 +256,7 @@ def test_settings_that_need_the_weights_fail_before_the_model_is_built(tiny_path
         build_trainer(cfg)
 
 
+# Regenerate: python -m tools.parity MMRL --scenario seeded --write-pins (MMRLpp likewise).
 # Produced by the official implementation (github.com/yunncheng/MMRL @ 27d8821, trainers/mmrl.py
 # and mmrlpp.py, run on CPU in fp32) on exactly the setup of the test below: its build order
 # (two CLIP constructions, then the learner), three AdamW steps of its forward_backward, then its

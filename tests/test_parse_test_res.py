@@ -1,7 +1,9 @@
 """parse_test_res.py on generated log folders."""
 from __future__ import annotations
 
+import json
 import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -60,5 +62,26 @@ def test_multi_exp_averages_experiments(tmp_path: Path, capsys: pytest.CaptureFi
 def test_no_results_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "seed1").mkdir()
     (tmp_path / "seed1" / "log.txt").write_text("training crashed\n")
-    with pytest.raises(SystemExit, match="no '=> result' block"):
+    with pytest.raises(SystemExit, match=r"^error: no finished run with '\* accuracy:' in .*'=> result' block\)$"):
         parse_test_res.main([str(tmp_path)])
+
+
+def test_metrics_json_is_read_before_the_rounded_log(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A run that wrote both is read from metrics.json (unrounded); one whose last evaluation was on the
+    validation split is unfinished and left out; the official code's runs (log only) still count."""
+    exact = {1: 50.34, 2: 51.16}  # their logs print 50.3 and 51.2
+    for seed, acc in exact.items():
+        write_log(tmp_path / f"seed{seed}", [acc])
+        metrics = {"accuracy": acc, "phase": {"split": "test"}}
+        (tmp_path / f"seed{seed}" / "metrics.json").write_text(json.dumps(metrics))
+    write_log(tmp_path / "seed3", [52.0])  # an official run: no metrics.json
+    write_log(tmp_path / "seed4", [99.0])
+    (tmp_path / "seed4" / "metrics.json").write_text(json.dumps({"accuracy": 99.0, "phase": {"split": "val"}}))
+    result = parse_test_res.main([str(tmp_path)])
+    values = [50.34, 51.16, 52.0]
+    assert result == {"accuracy": pytest.approx(statistics.mean(values))}
+    out = capsys.readouterr().out
+    assert f"* accuracy: {statistics.mean(values):.2f}% +- {statistics.pstdev(values):.2f}%" in out
+    assert f"file: {tmp_path / 'seed1' / 'metrics.json'}. accuracy: 50.34%." in out
+    assert f"file: {tmp_path / 'seed3' / 'log.txt'}. accuracy: 52.00%." in out
+    assert f"skipped unfinished: {tmp_path / 'seed4'} (its last evaluation is on the val split)" in out

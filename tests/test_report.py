@@ -11,8 +11,9 @@ import sys
 import pytest
 
 from dassl.config import get_cfg_default
-from parse_test_res import parse_log, parse_logged_config, parse_per_class
 from tools import report
+from tools.protocols.layout import DATASETS
+from tools.protocols.logs import parse_log, parse_logged_config, parse_per_class
 
 B2N = "base2new"
 
@@ -296,7 +297,7 @@ def test_command_line_from_another_folder(tmp_path):
 
 
 def test_paper_average_only_beside_all_eleven_datasets_and_last_epoch_not_flagged(tmp_path):
-    datasets = report.BASE_TO_NOVEL_DATASETS
+    datasets = DATASETS
     for i, dataset in enumerate(datasets):
         tail = (dataset, "shots_16", "MMRL", "vit_b16", "seed1")
         write_metrics(run_dir(tmp_path, B2N, "train_base", *tail), 80 + i, task="B2N", subsample="base")
@@ -313,3 +314,62 @@ def test_paper_average_only_beside_all_eleven_datasets_and_last_epoch_not_flagge
                   f"{base - paper[0]:.2f}", f"{60 - paper[1]:.2f}", f"{hm - paper[2]:.2f}")  # fmt: skip
     flagged = [line for line in md.splitlines() if "model of a given epoch" in line]
     assert len(flagged) == 1 and "(3)" in flagged[0] and "/eurosat/" in flagged[0], flagged
+
+
+# ---- One number per cell: parse_test_res.py, the report and the demo's table agree.
+
+
+def test_parse_test_res_report_and_demo_table_show_the_same_numbers(tmp_path, capsys):
+    """Runs write metrics.json (unrounded) and log.txt (one decimal): all three read metrics.json, so a cell
+    that the rounded logs would give as 51.27 reads 51.28 everywhere (population std, as upstream's np.std)."""
+    import dataclasses
+    import statistics
+
+    import parse_test_res
+    from demo.dataset import DATASET_DIR
+    from demo.run import QUICK, demo_table
+    from tools.report import render_text
+
+    base, novel = [50.34, 51.16, 52.34], [40.06, 41.94, 41.11]
+    assert f"{statistics.mean(round(v, 1) for v in base):.2f}" == "51.27"  # what the logs alone would give
+    folders = {}
+    for stage, values, subsample in (("train_base", base, "base"), ("test_new", novel, "new")):
+        folders[stage] = os.path.join(str(tmp_path), B2N, stage, DATASET_DIR, "shots_16", "MMRL", "vit_b16")
+        for seed, acc in enumerate(values, start=1):
+            path = run_dir(folders[stage], f"seed{seed}")
+            write_log(path, acc, task="B2N", subsample=subsample)
+            write_metrics(path, acc, task="B2N", subsample=subsample)
+    expected = {
+        k: f"{statistics.mean(v):.2f} ± {statistics.pstdev(v):.2f}"
+        for k, v in (("base", base), ("new", novel))
+    }
+    assert expected["base"] == "51.28 ± 0.82"
+
+    parse_test_res.main([folders["train_base"]])
+    parse_test_res.main([folders["test_new"]])
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("* accuracy:")]
+    assert [line.replace("% +- ", " ± ").rstrip("%")[len("* accuracy: ") :] for line in printed] == [
+        expected["base"], expected["new"]
+    ]  # fmt: skip
+
+    report.main([str(tmp_path)])
+    md = (tmp_path / "report.md").read_text()
+    assert md_row(md, DATASET_DIR, "MMRL", expected["base"], expected["new"])
+
+    settings = dataclasses.replace(QUICK, methods=("MMRL",), seeds=(1, 2, 3))
+    table, rows = demo_table(settings, {"base": 60.0, "new": 50.0}, str(tmp_path))
+    line = next(line for line in render_text(table).splitlines() if line.startswith("MMRL "))
+    assert line.split()[1:7] == [*expected["base"].split(), *expected["new"].split()]
+    assert rows["MMRL"]["base"] == pytest.approx(statistics.mean(base))
+
+
+def test_a_model_selected_on_the_test_set_is_flagged(tmp_path):
+    """ProVP's official protocol (TRAINER.COOP.SELECT_ON_TEST) reports the best epoch on the test set: said so."""
+    tail = ("dtd", "shots_16", "ProVP", "vit_b16_b2n_ep100", "seed1")
+    write_metrics(run_dir(tmp_path, B2N, "train_base", *tail), 80, task="B2N", subsample="base",
+                  selection="best_test", epoch=37)  # fmt: skip
+    write_metrics(run_dir(tmp_path, B2N, "train_base", "dtd", "shots_16", "ProVP", "vit_b16_b2n_ep100", "seed2"), 79,
+                  task="B2N", subsample="base")  # fmt: skip
+    report.main([str(tmp_path)])
+    flagged = [line for line in (tmp_path / "report.md").read_text().splitlines() if "selected on the test set" in line]
+    assert len(flagged) == 1 and "(the best of its epochs, 37)" in flagged[0] and "/seed1" in flagged[0], flagged

@@ -25,13 +25,12 @@ from clip.tokenizer import tokenize
 from dassl.config import get_cfg_default
 from dassl.engine import build_trainer
 from datasets.synthetic import make_dataset
+from tools.protocols.settings import ProtocolError, setting  # what the scripts and the grid plan from
 from trainers.base import ConfigError
 from trainers.config import clip_trainers, extend_cfg
 from trainers.replay import replay_clip_construction
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-from protocol import ProtocolError, settings  # noqa: E402  (scripts/protocol.py, as tools/grid.py reads it)
 
 TINY = tiny_resnet_config()
 # OpenAI's five ResNet CLIPs, as their checkpoints' shapes give them (embed_dim, resolution, blocks per stage,
@@ -454,8 +453,8 @@ VIT_ONLY = sorted(n for n, cls in clip_trainers().items() if RESNET not in cls.B
 
 
 def test_the_coop_family_runs_on_resnets_and_the_others_do_not():
-    supported = sorted(n for n in clip_trainers() if n not in VIT_ONLY)
-    assert supported == ["CoCoOp", "CoOp", "KgCoOp", "LinearProbeCLIP", "ZeroshotCLIP", "ZeroshotCLIP2"]
+    supported = {n for n in clip_trainers() if n not in VIT_ONLY}  # and any later method that declares it
+    assert {"CoCoOp", "CoOp", "KgCoOp", "LinearProbeCLIP", "TCP", "CLIP_Adapter", "ZeroshotCLIP", "ZeroshotCLIP2"} <= supported
     assert {"MMRL", "MMRLpp", "MaPLe", "IVLP", "VPT", "PromptSRC", "MultiModalAdapter"} <= set(VIT_ONLY)
 
 
@@ -541,26 +540,26 @@ def test_coop_resnet_files_are_the_vit_files_at_another_backbone(rn, vit):
 
 
 def test_protocols_pick_a_backbone_s_files(monkeypatch):
-    assert settings("CoOp", "few_shot", "caltech101", 1, backbone="rn50")[0] == "rn50_ep50"  # CoOp's README, 1 shot
-    assert [settings("CoOp", "few_shot", "dtd", k, backbone="rn50")[0] for k in (2, 4, 8, 16)] == [
+    assert setting("CoOp", "few_shot", "caltech101", 1, backbone="rn50").config == "rn50_ep50"  # CoOp's README, 1 shot
+    assert [setting("CoOp", "few_shot", "dtd", k, backbone="rn50").config for k in (2, 4, 8, 16)] == [
         "rn50_ep100", "rn50_ep100", "rn50", "rn50"]  # fmt: skip
-    assert settings("CoOp", "few_shot", "imagenet", 4, backbone="rn101")[0] == "rn101_ep50"
-    assert settings("CoOp", "base2new", "imagenet", backbone="rn50")[0] == "rn50_ep50_ctxv1"
-    assert settings("ZeroshotCLIP2", "few_shot", "dtd", backbone="rn101")[0] == "rn101"
-    assert settings("LinearProbeCLIP", "few_shot", "dtd", 16, backbone="rn50")[0] == "rn50_val"
-    assert settings("KgCoOp", "base2new", "dtd", backbone="rn50")[0] == "rn50_ep100"
+    assert setting("CoOp", "few_shot", "imagenet", 4, backbone="rn101").config == "rn101_ep50"
+    assert setting("CoOp", "base2new", "imagenet", backbone="rn50").config == "rn50_ep50_ctxv1"
+    assert setting("ZeroshotCLIP2", "few_shot", "dtd", backbone="rn101").config == "rn101"
+    assert setting("LinearProbeCLIP", "few_shot", "dtd", 16, backbone="rn50").config == "rn50_val"
+    assert setting("KgCoOp", "base2new", "dtd", backbone="rn50").config == "rn50_ep100"
     monkeypatch.setenv("BACKBONE", "rn50")  # what the scripts and the grid pass
-    assert settings("CoOp", "few_shot", "dtd", 8)[0] == "rn50"
+    assert setting("CoOp", "few_shot", "dtd", 8).config == "rn50"
     with pytest.raises(ProtocolError, match="MMRL has no rn50 files"):
-        settings("MMRL", "base2new", "dtd")
+        setting("MMRL", "base2new", "dtd")
     with pytest.raises(ProtocolError, match="no rn101 file for the setting of vit_b16_ep100"):
-        settings("CoOp", "few_shot", "dtd", 2, backbone="rn101")
+        setting("CoOp", "few_shot", "dtd", 2, backbone="rn101")
     monkeypatch.delenv("BACKBONE")
-    assert settings("CoOp", "few_shot", "dtd", 8)[0] == "vit_b16"
+    assert setting("CoOp", "few_shot", "dtd", 8).config == "vit_b16"
 
 
 def test_a_malformed_backbones_table_names_its_line(tmp_path):
-    from protocols_file import FileError, read_protocols
+    from tools.protocols.protocols_file import FileError, read_protocols
 
     path = tmp_path / "protocols.yaml"
     path.write_text("few_shot: {config: vit_b16}\nbackbones:\n  rn50: vit_b16\n")

@@ -12,12 +12,8 @@ import sys
 import time
 
 import pytest
-import torch
-from tiny import tiny_clip_config
 
-from clip.model import CLIP
-from datasets.synthetic import make_dataset
-from tools.grid import DONE
+from tools.protocols import FINISHED, RUNNING, cell_status
 from tools.run_lock import LOCK_FILE, LOCKED_EXIT, FolderLocked, RunLock, holder, prepare
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -27,12 +23,9 @@ HOLD = ("import sys, time; from tools.run_lock import RunLock; RunLock(sys.argv[
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> tuple[str, str]:
-    root = tmp_path_factory.mktemp("lock")
-    torch.manual_seed(0)
-    torch.save(CLIP(tiny_clip_config()).state_dict(), root / "tiny.pt")
-    make_dataset("dtd", str(root / "data"), n_classes=2, n_train=2, n_val=1, n_test=1)
-    return str(root / "tiny.pt"), str(root / "data")
+def setup(tiny_clip, synthetic_data) -> tuple[str, str]:
+    """(tiny CLIP weights file, data root) of the shared world (tests/conftest.py)."""
+    return tiny_clip, synthetic_data("dtd", n_classes=2, n_train=2, n_val=1, n_test=1)
 
 
 def command(setup: tuple[str, str], out: str, epochs: int, workers: int = 0) -> list[str]:
@@ -128,9 +121,11 @@ def test_protocol_script_skips_a_held_cell(tmp_path):
     (folder / "log.txt").write_text("epoch [1/5]\n")
     proc = hold(str(folder))
     try:
-        script = f'source scripts/protocols.sh; run MMRL dtd vit_b16_few_shot 1 "{folder}" DATASET.NUM_SHOTS 1'
-        result = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True,
-                                env={**ENV, "PYTHON": sys.executable, "DATA": str(tmp_path)})  # fmt: skip
+        assert cell_status(str(folder)) == RUNNING
+        env = {**ENV, "PYTHON": sys.executable, "DATA": str(tmp_path), "OUTPUT": str(tmp_path / "out"), "SEEDS": "1",
+               "SHOTS": "1"}  # fmt: skip
+        result = subprocess.run(["bash", "scripts/mmrl/few_shot.sh", "dtd"], cwd=REPO, capture_output=True, text=True,
+                                env=env)  # fmt: skip
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -169,4 +164,4 @@ def test_grid_waits_for_a_cell_held_elsewhere(setup, tmp_path):
     text = log.read_text()
     assert f"running  MMRL/dtd/seed1/train_base (elsewhere: {holder_text(proc.pid)}" in text
     assert "Grid finished: 2 cells done, 0 failed" in text and "failed   " not in text
-    assert (held / DONE).is_file()
+    assert cell_status(str(held)) == FINISHED

@@ -18,14 +18,13 @@ import sys
 import pytest
 import torch
 import yaml
-from tiny import tiny_clip_config, tiny_resnet_state_dict
+from tiny import tiny_resnet_state_dict
 
 import datasets  # noqa: F401  (registers the datasets)
 from clip.model import CLIP, RESNET, VIT
 from dassl.config import get_cfg_default
 from dassl.engine import TrainerX, build_trainer
 from dassl.utils import set_random_seed
-from datasets.synthetic import make_dataset
 from trainers.base import ConfigError
 from trainers.config import clip_trainers, extend_cfg
 
@@ -42,15 +41,14 @@ def cases(trainable: bool = False) -> list:
 
 
 @pytest.fixture(scope="module")
-def setup(request, tmp_path_factory) -> tuple[str, str]:
-    """(tiny CLIP file of the backbone family, data root with a 4-class synthetic DTD)."""
-    family = getattr(request, "param", VIT)
-    root = tmp_path_factory.mktemp(f"contract-{family}")
-    torch.manual_seed(0)
-    weights = tiny_resnet_state_dict(0) if family == RESNET else CLIP(tiny_clip_config()).state_dict()
-    torch.save(weights, root / "tiny.pt")
-    make_dataset("dtd", str(root / "data"), n_classes=4, n_train=4, n_val=2, n_test=2)
-    return str(root / "tiny.pt"), str(root / "data")
+def setup(request, tmp_path_factory, tiny_clip, synthetic_data) -> tuple[str, str]:
+    """(tiny CLIP file of the backbone family, data root with a 4-class synthetic DTD), from tests/conftest.py."""
+    data = synthetic_data("dtd", n_classes=4, n_train=4, n_val=2, n_test=2)
+    if getattr(request, "param", VIT) != RESNET:
+        return tiny_clip, data
+    path = tmp_path_factory.mktemp("contract-resnet") / "tiny.pt"
+    torch.save(tiny_resnet_state_dict(0), path)
+    return str(path), data
 
 
 def base2new_config(trainer: str) -> tuple[str, list[str]]:
@@ -169,3 +167,20 @@ def test_no_trainer_sits_more_than_four_classes_below_trainerx(name):
     """A method is a short chain over the base (CLIPTrainer, at most a family base, at most one variant)."""
     mro = clip_trainers()[name].__mro__
     assert mro.index(TrainerX) <= 4, f"{name}: {[c.__name__ for c in mro[: mro.index(TrainerX)]]}"
+
+
+@pytest.mark.parametrize(
+    "name, setup", [c for c in cases() if clip_trainers()[c.values[0]].FROZEN_IMAGE_FEATURES], indirect=["setup"]
+)
+def test_declared_frozen_image_features_depend_on_the_image_alone(name, setup, tmp_path):
+    """What a method declares frozen (computed once per image by the feature cache) does not move when the
+    learned tensors do, and an image's features do not depend on the other images of its batch."""
+    t = build(name, setup, str(tmp_path / "run"))
+    frozen = getattr(t.model, t.FROZEN_IMAGE_FEATURES)
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = frozen(images)
+        for p in t.model.learner.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)).to(p.dtype))
+        assert torch.equal(frozen(images), before)
+        torch.testing.assert_close(frozen(images[2:]), before[2:], rtol=1e-5, atol=1e-6)

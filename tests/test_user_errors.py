@@ -9,10 +9,7 @@ import subprocess
 import sys
 
 import pytest
-import torch
-from tiny import tiny_clip_config
 
-from clip.model import CLIP
 from datasets.synthetic import make_dataset
 from trainers.mmrl import LEARNER_NAME
 
@@ -20,12 +17,9 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> tuple[str, str]:
-    root = tmp_path_factory.mktemp("errors")
-    torch.manual_seed(0)
-    torch.save(CLIP(tiny_clip_config()).state_dict(), root / "tiny.pt")
-    make_dataset("dtd", str(root / "data"), n_classes=2, n_train=2, n_val=1, n_test=1)
-    return str(root / "tiny.pt"), str(root / "data")
+def setup(tiny_clip, synthetic_data) -> tuple[str, str]:
+    """(tiny CLIP weights file, data root) of the shared world (tests/conftest.py)."""
+    return tiny_clip, synthetic_data("dtd", n_classes=2, n_train=2, n_val=1, n_test=1)
 
 
 def train(setup: tuple[str, str], out: str, *extra: str, flags: tuple[str, ...] = ()) -> tuple[str, str]:

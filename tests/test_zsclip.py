@@ -25,6 +25,8 @@ DTD = ["banded", "blotchy", "braided", "bubbly", "bumpy", "chequered", "cobwebbe
 IMAGENET = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead shark", "electric ray"]
 IMAGENET += ["stingray", "rooster"]
 # text_features[2, :6] of the official runs (init_learnables.pt of zs_dtd, zs2_dtd, zs_imagenet, zs2_imagenet).
+# Regenerate: python -m tools.parity ZeroshotCLIP --scenario features_describabletextures --write-pins (and
+# features_imagenet; ZeroshotCLIP2 likewise).
 OFFICIAL_FEATURES = {
     ("ZeroshotCLIP", "DescribableTextures"): [-0.06938, -0.0712, 0.21003, 0.02117, 0.15448, 0.157],
     ("ZeroshotCLIP2", "DescribableTextures"): [-0.01932, -0.04854, 0.12726, -0.00953, 0.15537, 0.09217],
@@ -32,6 +34,7 @@ OFFICIAL_FEATURES = {
     ("ZeroshotCLIP2", "ImageNet"): [0.08879, -0.06833, 0.13065, 0.01171, 0.14671, 0.08631],
 }
 # Correct test images (out of 3) per class of the official runs zs_imagenet and zs2_imagenet.
+# Regenerate: python -m tools.parity ZeroshotCLIP --scenario imagenet --write-pins (ZeroshotCLIP2 likewise).
 OFFICIAL_CORRECT = {"ZeroshotCLIP": [0, 0, 3, 0, 0, 0, 3, 3], "ZeroshotCLIP2": [0, 0, 3, 0, 0, 0, 1, 0]}
 BUILD = {"ZeroshotCLIP": build_zeroshot, "ZeroshotCLIP2": build_zeroshot_ensemble}
 

@@ -35,8 +35,8 @@ def tiny_resnet_config(**overrides: object) -> CLIPConfig:
     return CLIPConfig(**fields)
 
 
-def tiny_resnet_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    """Weights of a random ``tiny_resnet_config`` CLIP whose image features depend on the image.
+def tiny_resnet_state_dict(seed: int = 0, **overrides: object) -> dict[str, torch.Tensor]:
+    """Weights of a random ``tiny_resnet_config(**overrides)`` CLIP whose image features depend on the image.
 
     Drawn as OpenAI's construction after ``torch.manual_seed(seed)``. Through PyTorch's default init the
     signal fades block after block (and OpenAI's init zeroes each block's last BatchNorm scale), so
@@ -45,7 +45,7 @@ def tiny_resnet_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     float64, so the same on any machine and thread count); all drawn from a generator seeded with ``seed``.
     """
     torch.manual_seed(seed)
-    model = CLIP(tiny_resnet_config())
+    model = CLIP(tiny_resnet_config(**overrides))
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for bn in (m for m in model.visual.modules() if isinstance(m, torch.nn.BatchNorm2d)):

@@ -1,1 +1,2 @@
-"""Command-line tools over whole output trees: the report (tables, plots) and grids of runs."""
+"""Command-line tools over runs and whole output trees: the protocols (run plan, folders, status), the grid of runs
+(local / SLURM) and the report (tables, pictures), with the paper's numbers beside ours."""

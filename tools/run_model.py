@@ -37,7 +37,7 @@ from dassl.evaluation.metrics_file import METRICS_FILE, read_metrics
 from dassl.utils import UserError
 from datasets.folder import ImageFolder
 from trainers.base import CLIPTrainer
-from trainers.config import extend_cfg
+from trainers.config import extend_cfg, keep_trainer_node
 
 ImageInput = Image.Image | Tensor | Sequence[Image.Image]
 
@@ -61,6 +61,7 @@ def run_config(run_dir: str) -> CfgNode:
         raise RunError(f"{path}: TRAINER.NAME {cfg.TRAINER.NAME!r} is not a registered trainer")
     if cfg.DATASET.NAME not in DATASET_REGISTRY:
         raise RunError(f"{path}: DATASET.NAME {cfg.DATASET.NAME!r} is not a registered dataset")
+    keep_trainer_node(cfg)  # as train.py: the method's own keys (a shared node's other methods add theirs)
     return cfg
 
 

@@ -3,6 +3,7 @@
 A method is a ``CLIPTrainer`` subclass registered in dassl's ``TRAINER_REGISTRY`` that declares
 - ``NODE`` and ``DEFAULTS``: its config node ``cfg.TRAINER.<NODE>`` and that node's keys with the
   official defaults (its per-dataset values, if any, are ``configs/trainers/<TRAINER>/datasets.yaml``);
+  ``EXTRA_KEYS`` only for keys its official files set outside the node;
 - ``LEARNER_NAME``, the name its learnable module is registered (and checkpointed) under;
 - ``model_factory(cfg, classnames, clip_model, *, template=None) -> nn.Module``, a plain function that
   builds the model around a frozen CLIP (``template``: the dataset's own prompt template, if it brings
@@ -10,7 +11,9 @@ A method is a ``CLIPTrainer`` subclass registered in dassl's ``TRAINER_REGISTRY`
 - ``compute_loss`` (and ``model_inference`` if the model's output is not the logits to score).
 
 Only to match its official code bit for bit, a method also names plain functions of its ``official.py``
-(``replay_construction``, ``replay_after_factory``, ``filter_state_dict``, ``filter_optimizer_state``).
+(``replay_construction``, ``replay_after_factory``, ``filter_state_dict``, ``filter_optimizer_state``), and
+for the benchmark of the official test step it states that step (``OFFICIAL_TEST_STEP``, with
+``official_test_step`` where its model's forward does less than the official one).
 
 The base does the rest: CLIP weights and their checks, precision, freezing, the learnable
 parameter report, the optimizer and scheduler, the training step (AMP included), strict learner
@@ -19,10 +22,12 @@ checkpoints (ours and the official code's, ``--load-epoch``, ``model-best``) and
 
 from __future__ import annotations
 
+import functools
+import operator
 import os.path as osp
 import pickle
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from typing import Any, ClassVar
 
@@ -41,6 +46,7 @@ from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import UserError, load_checkpoint, load_pretrained_weights
 from dassl.utils.torchtools import first_sentence, state_dict_of
 
+from .feature_cache import FeatureCache
 from .replay import build_clip_without_drawing
 
 TASKS = ("B2N", "FS", "CD")  # base-to-novel, few-shot, cross-dataset (and domain generalisation)
@@ -48,6 +54,7 @@ SUBSAMPLES = ("all", "base", "new")
 PRECISIONS = ("fp16", "fp32", "amp")
 
 ModelFactory = Callable[..., nn.Module]
+LossTerms = Tensor | Mapping[str, Tensor]  # a loss, or named terms summed in order (each printed)
 # Parity with the official code (plain functions of a method's official.py):
 ReplayConstruction = Callable[[CLIP, CfgNode], Any]  # (CLIP built without drawing, settings) -> factory's init
 Replay = Callable[[CLIP, CfgNode], None]  # draws after the factory, as the official build does
@@ -109,12 +116,18 @@ class CLIPTrainer(TrainerX):
     # The node's keys with the official defaults (the YAML files set the values used). A method that
     # shares another's node (KgCoOp on CoOp's TRAINER.COOP) names it and extends its DEFAULTS.
     DEFAULTS: ClassVar[Mapping[str, Any]] = {}
+    # Full keys outside the node that the official config files or scripts set (ProVP's OPTIM.USE_REF), with
+    # their defaults: added to the config like the node, and dropped from the runs of other methods.
+    EXTRA_KEYS: ClassVar[Mapping[str, Any]] = {}
     LEARNER_NAME: ClassVar[str] = "prompt_learner"
     TRAINABLE: ClassVar[bool] = True  # False: nothing to train (zero-shot), --eval-only needs no --model-dir
     # Image-tower families the method runs on ("ViT", "ResNet": clip.model.VIT, RESNET); others are refused
     # before any work. ViT only unless a method says more (most reach into the ViT's blocks).
     BACKBONES: ClassVar[tuple[str, ...]] = (VIT,)
     LOG_ACCURACY: ClassVar[bool] = True  # False: the training log shows the loss only, as the official trainer
+    # The model's method (images) -> features whose result depends on the image alone (a frozen, unprompted
+    # image tower): computed once per image of each split with a deterministic transform (feature_cache.py).
+    FROZEN_IMAGE_FEATURES: ClassVar[str | None] = None
     model_factory: ClassVar[ModelFactory]
 
     # Parity with the official code, from the method's official.py (None: nothing to replay or map).
@@ -127,6 +140,12 @@ class CLIPTrainer(TrainerX):
     replay_after_factory: ClassVar[Replay | None] = None
     filter_state_dict: ClassVar[StateFilter | None] = None
     filter_optimizer_state: ClassVar[OptimizerFilter | None] = None
+    # What the official code computes per test batch, in words ("every batch" / "for every image": how often
+    # it encodes the text), for the benchmark of the official test step (benchmarks/bench_eval.py).
+    # official_test_step(model, image) -> logits: that work on our modules where the model's forward does less
+    # (keeps text features the official code encodes again); None: the model's forward at 77 tokens does it.
+    OFFICIAL_TEST_STEP: ClassVar[str] = ""
+    official_test_step: ClassVar[Callable[[nn.Module, Tensor], Tensor] | None] = None
 
     @classmethod
     def scores_new_classes(cls, cfg: CfgNode) -> bool:
@@ -237,6 +256,7 @@ class CLIPTrainer(TrainerX):
         if self.replay_after_factory is not None:
             self.replay_after_factory(clip_model, self.settings)
         self.model.to(self.device)
+        self.feature_cache = self.build_feature_cache()
         learner = self.model.learner
         names = [name for name, p in learner.named_parameters() if p.requires_grad]
         print(f"Parameters to be updated: {names}")
@@ -245,10 +265,28 @@ class CLIPTrainer(TrainerX):
         if cfg.MODEL.INIT_WEIGHTS:
             self.init_learner(learner, cfg.MODEL.INIT_WEIGHTS)
         if self.TRAINABLE:
-            self.optim = build_optimizer(learner, cfg.OPTIM)
+            self.optim = self.make_optimizer(learner)
             self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
             self.register_model(self.LEARNER_NAME, learner, self.optim, self.sched)
         self.scaler = grad_scaler() if self.prec == "amp" else None
+
+    def build_feature_cache(self) -> FeatureCache | None:
+        """The cache over the model's ``FROZEN_IMAGE_FEATURES`` method, unless FEATURE_CACHE.ENABLED is False."""
+        settings = self.cfg.FEATURE_CACHE
+        if self.FROZEN_IMAGE_FEATURES is None or not settings.ENABLED:
+            return None
+        cache = FeatureCache(settings.MAX_MB, exact=self.cfg.EXACT)
+        cache.install(self.model, self.FROZEN_IMAGE_FEATURES)
+        return cache
+
+    def batches(self, split: str, loader: Iterable[Any]) -> Iterable[Any]:
+        """The batches of a pass, through the frozen-feature cache when the method declares one."""
+        cache = getattr(self, "feature_cache", None)
+        return loader if cache is None else cache.batches(split, loader)
+
+    def make_optimizer(self, learner: nn.Module) -> torch.optim.Optimizer:
+        """Hook: the optimizer of the learner. Upstream's: ``build_optimizer`` from OPTIM."""
+        return build_optimizer(learner, self.cfg.OPTIM)
 
     def init_learner(self, learner: nn.Module, path: str) -> None:
         """Hook: start from MODEL.INIT_WEIGHTS. Upstream's: copy the tensors whose names and shapes match."""
@@ -258,15 +296,21 @@ class CLIPTrainer(TrainerX):
     def parse_batch_train(self, batch: dict) -> tuple[Tensor, Tensor]:
         return batch["img"].to(self.device), batch["label"].to(self.device)
 
-    def compute_loss(self, image: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
-        """(loss, logits for the printed accuracy) of one batch. Default: cross-entropy of the model's logits."""
+    def compute_loss(self, image: Tensor, label: Tensor) -> tuple[LossTerms, Tensor]:
+        """(loss, logits for the printed accuracy) of one batch. Default: cross-entropy of the model's logits.
+
+        The loss may be named terms ({"xe_loss": ..., "ref_loss": ...}): their sum, in order, is trained
+        and each is printed under its name (as an official trainer prints them).
+        """
         logits = self.model(image)
         return F.cross_entropy(logits, label), logits
 
     def forward_backward(self, batch: dict) -> dict[str, float]:
         image, label = self.parse_batch_train(batch)
         with torch.autocast("cuda") if self.prec == "amp" else nullcontext():
-            loss, logits = self.compute_loss(image, label)
+            terms, logits = self.compute_loss(image, label)
+        named = terms if isinstance(terms, Mapping) else {"loss": terms}
+        loss = functools.reduce(operator.add, named.values())
         self.optim.zero_grad()
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -276,7 +320,7 @@ class CLIPTrainer(TrainerX):
             self.detect_anomaly(loss)
             loss.backward()
             self.optim.step()
-        summary = {"loss": loss.item()}
+        summary = {name: term.item() for name, term in named.items()}
         if self.LOG_ACCURACY:
             summary["acc"] = compute_accuracy(logits, label)[0].item()
         if (self.batch_idx + 1) == self.num_batches:

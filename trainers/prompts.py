@@ -68,15 +68,19 @@ class ClassPrompts(nn.Module):
 
     ``stand_in`` is the text whose first ``n_ctx`` tokens the learned context replaces. ``token_prefix`` /
     ``token_suffix`` are saved in checkpoints (the official ones hold them) but rebuilt from the current
-    class names on load; ``eot`` and ``name_lens`` are not saved.
+    class names on load; ``eot`` and ``name_lens`` are not saved. ``template``: the prompt with "{}" for the
+    class name, when it is not "<stand-in> {}." (it then starts with the ``n_ctx`` tokens to replace).
     """
 
-    def __init__(self, classnames: Sequence[str], stand_in: str, n_ctx: int, clip_model: CLIP) -> None:
+    def __init__(
+        self, classnames: Sequence[str], stand_in: str, n_ctx: int, clip_model: CLIP, template: str | None = None
+    ) -> None:
         super().__init__()
         names = [class_name(name) for name in classnames]
         tokenizer = default_tokenizer()
         self.name_lens = [len(tokenizer.encode(name)) for name in names]
-        tokens = clip.tokenize([f"{stand_in} {name}." for name in names])
+        texts = [template.format(name) if template else f"{stand_in} {name}." for name in names]
+        tokens = clip.tokenize(texts)
         with torch.no_grad():
             embedding = clip_model.token_embeddings(tokens)
         self.register_buffer("token_prefix", embedding[:, :1])

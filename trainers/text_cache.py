@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import Tensor
@@ -52,9 +52,12 @@ class UnchangedCache:
 
     def __init__(self) -> None:
         self._cached: tuple[tuple, object] | None = None
+        self._suspended = False
 
     def get(self, params: Iterable[Tensor], compute: Callable[[], object]) -> object:
         """``compute()``; with grad disabled, the last result if ``params`` are unchanged since."""
+        if self._suspended:
+            return compute()
         if torch.is_grad_enabled():
             self._cached = None
             return compute()
@@ -67,3 +70,13 @@ class UnchangedCache:
 
     def clear(self) -> None:
         self._cached = None
+
+    @contextmanager
+    def suspended(self) -> Iterator[None]:
+        """Inside, every ``get`` computes and keeps nothing; the kept result is untouched (for a caller that
+        must redo the work, e.g. a benchmark's path of a code that keeps nothing)."""
+        self._suspended = True
+        try:
+            yield
+        finally:
+            self._suspended = False

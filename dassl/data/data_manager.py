@@ -168,11 +168,18 @@ class DataManager:
         print(_format_table(rows))
 
 
+NO_IMAGE = torch.empty(0)  # ``img`` of an item whose image is not needed (DatasetWrapper.images_needed)
+
+
 class DatasetWrapper(TorchDataset):
     """Reads and transforms one item into a dict: label, domain, impath, index, img[, img2, ...][, img0].
 
     ``transform`` may be a list: the k-th pipeline's output goes to ``img`` (k=1) or ``img<k>``.
     With ``DATALOADER.K_TRANSFORMS > 1`` (training only) each entry is a list of that many views.
+
+    ``images_needed`` False (set by a trainer that holds what it computes from every image of this
+    split, before a pass starts): the image is neither read nor transformed and ``img`` is an empty
+    tensor; only a deterministic transform may be skipped so, as it draws no random numbers.
     """
 
     def __init__(
@@ -188,6 +195,7 @@ class DatasetWrapper(TorchDataset):
         self.is_train = is_train
         self.k_tfm = cfg.DATALOADER.K_TRANSFORMS if is_train else 1
         self.return_img0 = cfg.DATALOADER.RETURN_IMG0
+        self.images_needed = True
         if self.k_tfm > 1 and transform is None:
             raise ValueError(f"Cannot augment the image {self.k_tfm} times because transform is None")
 
@@ -207,6 +215,9 @@ class DatasetWrapper(TorchDataset):
         item = self.data_source[idx]
         output: dict[str, Any] = {"label": item.label, "domain": item.domain, "impath": item.impath, "index": idx}
         crash_point("load_item")
+        if not self.images_needed:
+            output["img"] = NO_IMAGE
+            return output
         img0 = read_image(item.impath)
         if self.transform is None:
             output["img"] = img0

@@ -14,6 +14,7 @@ import os
 import os.path as osp
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -236,6 +237,14 @@ class TrainerBase:
     def run_epoch(self) -> None:
         raise NotImplementedError
 
+    def batches(self, split: str, loader: Iterable[Any]) -> Iterable[Any]:
+        """Hook: the batches of one pass over ``split`` ("train", "val" or "test"), read from ``loader``.
+
+        Both loops read through it, so a trainer can prepare the loader before its iterator starts (and
+        its workers copy the dataset) and see each batch before the model does; here the loader itself.
+        """
+        return loader
+
     def test(self, split: str | None = None) -> float:
         raise NotImplementedError
 
@@ -379,12 +388,7 @@ class SimpleTrainer(TrainerBase):
     def after_train(self) -> None:
         print("Finish training")
         if not self.cfg.TEST.NO_TEST:
-            if self.cfg.TEST.FINAL_MODEL == "best_val":
-                print("Deploy the model with the best val performance")
-                self.load_model(self.output_dir)  # records ModelSelection("best_val", <its epoch>)
-            else:
-                print("Deploy the last-epoch model")
-                self.model_selection = ModelSelection("last", self.max_epoch)
+            self.deploy_final_model()
             self.test()
         elapsed = datetime.timedelta(seconds=round(time.time() - self.time_start))
         print(f"Elapsed: {elapsed}")
@@ -392,6 +396,15 @@ class SimpleTrainer(TrainerBase):
         if osp.isfile(resume_file):  # finished: keep only the checkpoints the config asks for
             os.remove(resume_file)
         self.close_writer()
+
+    def deploy_final_model(self) -> None:
+        """Hook: put the model the final test scores in place (and record which one it is)."""
+        if self.cfg.TEST.FINAL_MODEL == "best_val":
+            print("Deploy the model with the best val performance")
+            self.load_model(self.output_dir)  # records ModelSelection("best_val", <its epoch>)
+        else:
+            print("Deploy the last-epoch model")
+            self.model_selection = ModelSelection("last", self.max_epoch)
 
     def after_epoch(self) -> None:
         """With ``best_val``: validate and keep the best; save every CHECKPOINT_FREQ epochs and the last."""
@@ -427,7 +440,7 @@ class SimpleTrainer(TrainerBase):
             data_loader = self.test_loader
         print(f"Evaluate on the *{split}* set")
 
-        for batch in tqdm(data_loader):
+        for batch in tqdm(self.batches(split, data_loader), total=len(data_loader)):
             input, label = self.parse_batch_test(batch)
             self.evaluator.process(self.model_inference(input), label)
             crash_point("test_batch")
@@ -466,7 +479,7 @@ class TrainerX(SimpleTrainer):
         print_freq = self.cfg.TRAIN.PRINT_FREQ
 
         end = time.time()
-        for batch_idx, batch in enumerate(self.train_loader_x):
+        for batch_idx, batch in enumerate(self.batches("train", self.train_loader_x)):
             self.batch_idx = batch_idx
             data_time.update(time.time() - end)
             loss_summary = self.forward_backward(batch)

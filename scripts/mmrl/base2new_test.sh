@@ -1,10 +1,10 @@
 #!/bin/bash
-# MMRL base-to-novel, step 2: test the base-class models on the new classes of DATASET.
-#   DATA=/path/to/datasets bash scripts/mmrl/base2new_test.sh DATASET [KEY VALUE ...]
-# Environment (SEEDS, OUTPUT, ...), outputs and skipping: scripts/protocols.sh.
-set -euo pipefail
+# MMRL base-to-novel, step 2: test the models of step 1 on the new classes of DATASET.
+#   bash scripts/mmrl/base2new_test.sh DATASET [KEY VALUE ...]
+# Environment (SEEDS, OUTPUT, ...), folders and skipping: scripts/protocols.sh.
+
+# custom config
+DATA=${DATA:-PATH/TO/YOUR/DATASETS}  # the datasets folder: edit here, or set DATA in the environment
+
 source "$(dirname "$0")/../protocols.sh"
-require_data
-DATASET=${1:?usage: base2new_test.sh DATASET [KEY VALUE ...]}
-shift
-base2new_test MMRL "$DATASET" "$@"
+method_script base2new test MMRL "$@"

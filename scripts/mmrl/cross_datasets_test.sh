@@ -1,10 +1,10 @@
 #!/bin/bash
-# MMRL cross-dataset, step 2: test the ImageNet models on DATASET (REP_DIM 512 is the ImageNet model's).
-#   DATA=/path/to/datasets bash scripts/mmrl/cross_datasets_test.sh DATASET [KEY VALUE ...]
-# Environment (SEEDS, OUTPUT, ...), outputs and skipping: scripts/protocols.sh.
-set -euo pipefail
+# MMRL cross-dataset and domain generalisation, step 2: test the ImageNet models on DATASET.
+#   bash scripts/mmrl/cross_datasets_test.sh DATASET [KEY VALUE ...]
+# Environment (SEEDS, OUTPUT, ...), folders and skipping: scripts/protocols.sh.
+
+# custom config
+DATA=${DATA:-PATH/TO/YOUR/DATASETS}  # the datasets folder: edit here, or set DATA in the environment
+
 source "$(dirname "$0")/../protocols.sh"
-require_data
-DATASET=${1:?usage: cross_datasets_test.sh DATASET [KEY VALUE ...]}
-shift
-cross_datasets_test MMRL "$DATASET" "$@"
+method_script cross_datasets test MMRL "$@"

@@ -1,8 +1,10 @@
 #!/bin/bash
-# MMRL cross-dataset, step 1: train on ImageNet (16 shots, all classes); REG_WEIGHT 0.2 as the official script.
-#   DATA=/path/to/datasets bash scripts/mmrl/cross_datasets_train.sh [KEY VALUE ...]
-# Environment (SEEDS, OUTPUT, ...), outputs and skipping: scripts/protocols.sh.
-set -euo pipefail
+# MMRL cross-dataset, step 1: train on all ImageNet classes (16 shots), one run per seed.
+#   bash scripts/mmrl/cross_datasets_train.sh [KEY VALUE ...]
+# Environment (SEEDS, OUTPUT, ...), folders and skipping: scripts/protocols.sh.
+
+# custom config
+DATA=${DATA:-PATH/TO/YOUR/DATASETS}  # the datasets folder: edit here, or set DATA in the environment
+
 source "$(dirname "$0")/../protocols.sh"
-require_data
-cross_datasets_train MMRL "$@"
+method_script cross_datasets train MMRL "$@"

@@ -1,10 +1,10 @@
 #!/bin/bash
 # MMRL++ few-shot: train and test on all classes of DATASET with 1, 2, 4, 8, 16 shots ($SHOTS).
-#   DATA=/path/to/datasets bash scripts/mmrlpp/few_shot.sh DATASET [KEY VALUE ...]
-# Environment (SEEDS, OUTPUT, ...), outputs and skipping: scripts/protocols.sh.
-set -euo pipefail
+#   bash scripts/mmrlpp/few_shot.sh DATASET [KEY VALUE ...]
+# Environment (SEEDS, OUTPUT, ...), folders and skipping: scripts/protocols.sh.
+
+# custom config
+DATA=${DATA:-PATH/TO/YOUR/DATASETS}  # the datasets folder: edit here, or set DATA in the environment
+
 source "$(dirname "$0")/../protocols.sh"
-require_data
-DATASET=${1:?usage: few_shot.sh DATASET [KEY VALUE ...]}
-shift
-few_shot MMRLpp "$DATASET" "$@"
+method_script few_shot train MMRLpp "$@"

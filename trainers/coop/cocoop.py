@@ -57,7 +57,7 @@ class CoCoOpModel(PromptModel):
 
     def forward(self, image: Tensor) -> Tensor:
         clip_model = self.clip
-        image_features = l2_normalize(clip_model.encode_image(image.type(clip_model.dtype)))
+        image_features = l2_normalize(self.image_features(image))
         scale = clip_model.logit_scale.exp()
         logits = []
         for prompts, feature in zip(self.learner(image_features), image_features):
@@ -80,6 +80,7 @@ class CoCoOp(PromptTrainer):
 
     NODE = "COCOOP"
     BACKBONES = (VIT, RESNET)
+    FROZEN_IMAGE_FEATURES = "image_features"
     DEFAULTS = {  # CoOp's train.py
         "N_CTX": 16,  # context vectors
         "CTX_INIT": "",  # words initialising the context ("": random N(0, 0.02))

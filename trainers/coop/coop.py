@@ -26,6 +26,7 @@ from dassl.engine import TRAINER_REGISTRY
 from ..base import CLIPTrainer, ConfigError
 from ..logits import clip_logits
 from ..prompts import ClassPrompts, template_not_used
+from ..text_cache import UnchangedCache
 
 POSITIONS = ("end", "middle", "front")
 REBUILT = ("token_prefix", "token_suffix")
@@ -100,14 +101,27 @@ class PromptModel(nn.Module):
     def learner(self) -> nn.Module:
         return self.prompt_learner
 
+    def image_features(self, image: Tensor) -> Tensor:
+        """The frozen, unprompted image tower's features (the trainers' ``FROZEN_IMAGE_FEATURES``)."""
+        return self.clip.encode_image(image.type(self.clip.dtype))
+
 
 class CoOpModel(PromptModel):
-    """CoOp's model; returns the logits."""
+    """CoOp's model; returns the logits. At evaluation the class features are kept while the context is
+    unchanged (they do not depend on the image)."""
+
+    def __init__(self, clip_model: CLIP, learner: nn.Module) -> None:
+        super().__init__(clip_model, learner)
+        self.eval_text = UnchangedCache()
+
+    def text_features(self) -> Tensor:
+        learner = self.learner
+        return self.clip.encode_text_embeddings(learner(), learner.eot, shared=learner.shared)
 
     def forward(self, image: Tensor) -> Tensor:
         clip_model = self.clip
-        image_features = clip_model.encode_image(image.type(clip_model.dtype))
-        text_features = clip_model.encode_text_embeddings(self.learner(), self.learner.eot, shared=self.learner.shared)
+        image_features = self.image_features(image)
+        text_features = self.eval_text.get(self.parameters(), self.text_features)
         return clip_logits(clip_model.logit_scale.exp(), image_features, text_features)
 
 
@@ -142,6 +156,7 @@ class CoOp(PromptTrainer):
 
     NODE = "COOP"
     BACKBONES = (VIT, RESNET)  # the official code runs on both (CoOp's own results are on RN50)
+    FROZEN_IMAGE_FEATURES = "image_features"
     DEFAULTS = {  # CoOp's train.py
         "N_CTX": 16,  # context vectors
         "CSC": False,  # class-specific contexts (one set per class)

@@ -11,14 +11,17 @@ As the official code (github htyao89/KgCoOp), on purpose:
 - the class token is always at the end (the official prompt learner has no other position: any other
   ``CLASS_TOKEN_POSITION`` is refused here rather than silently ignored);
 - the random numbers its build draws are drawn in the same order, and official checkpoints (which hold
-  tensors of modules it never uses) load and resume: ``official.py``.
+  tensors of modules it never uses) load and resume: ``official.py``;
+- the teacher features are those of the released fp16 CLIP whatever PREC is (the official teacher is a
+  second CLIP that is never cast to fp32): computed from an fp16 copy of the frozen CLIP.
 
-Not the official code: the teacher comes from the same frozen CLIP (the official code builds a second
-copy, in fp16 on GPU whatever PREC is); its amp branch is broken (the model returns a tuple), ours runs amp
-as the other methods do (not exercised here: CPU only).
+Not the official code: its amp branch is broken (the model returns a tuple), ours runs amp as the other
+methods do (not exercised here: CPU only).
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -26,13 +29,13 @@ from torch import Tensor, nn
 from yacs.config import CfgNode
 
 from clip import clip
-from clip.model import CLIP, RESNET, VIT
+from clip.model import CLIP, RESNET, VIT, convert_weights
 from dassl.engine import TRAINER_REGISTRY
 
 from ..base import ConfigError
 from ..logits import clip_logits, l2_normalize
 from ..prompts import TEMPLATES, class_prompts
-from ..text_cache import FrozenFeatures
+from ..text_cache import FrozenFeatures, UnchangedCache
 from . import official
 from .coop import CoOp, CoOpPromptLearner, PromptTrainer
 
@@ -61,22 +64,42 @@ class KgCoOpModel(nn.Module):
         self.learner = learner
         self.register_buffer("teacher_tokens", teacher_tokens, persistent=False)
         self.teacher = FrozenFeatures(self.encode_teacher, clip_model.text_projection)
+        self.eval_text = UnchangedCache()
 
     def encode_teacher(self) -> Tensor:
-        """The frozen CLIP's normalised features of the templates."""
-        return l2_normalize(self.clip.encode_text(self.teacher_tokens))
+        """The templates' normalised features from the released fp16 CLIP, whatever the run's precision.
+
+        The official teacher is a second CLIP that is never cast to fp32 (``.cuda()`` only): its features, and
+        their normalisation, are fp16. A copy of the frozen CLIP in the release's layout (``convert_weights``
+        restores it exactly: the fp32 weights are fp16 values cast up) computes them, over the official 77
+        positions always (computed once, and a cut would move fp16 values by fp16 rounding).
+        """
+        teacher = copy.deepcopy(self.clip)
+        convert_weights(teacher)
+        teacher.exact = True
+        return l2_normalize(teacher.encode_text(self.teacher_tokens))
+
+    def image_features(self, image: Tensor) -> Tensor:
+        """The frozen, unprompted image tower's features (the trainer's ``FROZEN_IMAGE_FEATURES``)."""
+        return self.clip.encode_image(image.type(self.clip.dtype))
+
+    def text_features(self) -> Tensor:
+        learner = self.learner
+        return self.clip.encode_text_embeddings(learner(), learner.eot, shared=learner.shared)
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
-        """(logits, normalised class features of the learned prompts)."""
+        """(logits, normalised class features of the learned prompts); at evaluation the class features are
+        kept while the context is unchanged."""
         clip_model = self.clip
-        text = clip_model.encode_text_embeddings(self.learner(), self.learner.eot, shared=self.learner.shared)
-        image_features = l2_normalize(clip_model.encode_image(image.type(clip_model.dtype)))
+        text = self.eval_text.get(self.parameters(), self.text_features)
+        image_features = l2_normalize(self.image_features(image))
         text = l2_normalize(text)
         return clip_logits(clip_model.logit_scale.exp(), image_features, text, normalize=False), text
 
 
 def kgcoop_loss(logits: Tensor, text: Tensor, teacher: Tensor, label: Tensor, weight: float) -> Tensor:
-    """CE + W * (1 - mean cos(text, teacher)); the teacher is renormalised as the official code does."""
+    """CE + W * (1 - mean cos(text, teacher)); the teacher is renormalised (in its own dtype, fp16) as the
+    official code does."""
     score = 1.0 - torch.mean(F.cosine_similarity(text, l2_normalize(teacher), dim=1, eps=1e-07))
     return F.cross_entropy(logits, label) + weight * score
 
@@ -97,6 +120,7 @@ class KgCoOp(PromptTrainer):
     """KgCoOp: CoOp's learner and the knowledge-guided loss, on CoOp's node plus ``W``."""
 
     NODE = "COOP"  # shared with CoOp
+    FROZEN_IMAGE_FEATURES = "image_features"
     DEFAULTS = {**CoOp.DEFAULTS, "W": 1.0}  # W: the official default; the published scripts pass 8.0
     BACKBONES = (VIT, RESNET)
     model_factory = staticmethod(build_kgcoop)

@@ -17,6 +17,7 @@ from dassl.engine import TRAINER_REGISTRY
 
 from ..logits import clip_logits
 from ..prompts import template_not_used
+from ..text_cache import UnchangedCache
 from . import official
 from .mechanism import IndependentInit, PromptShape, TextContext, TowerPrompts
 from .trainer import DeepPromptTrainer
@@ -36,12 +37,14 @@ class IndependentPrompts(nn.Module):
 
 
 class IVLPModel(nn.Module):
-    """The frozen CLIP with IVLP's prompts in both towers."""
+    """The frozen CLIP with IVLP's prompts in both towers; at evaluation the class features are kept while
+    no prompt (and no CLIP weight) changes."""
 
     def __init__(self, clip_model: CLIP, learner: IndependentPrompts) -> None:
         super().__init__()
         self.clip = clip_model
         self.learner = learner
+        self.eval_text = UnchangedCache()
 
     def text_features(self) -> Tensor:
         text = self.learner.prompt_learner
@@ -53,7 +56,9 @@ class IVLPModel(nn.Module):
         return self.clip.encode_image(image, hooks)
 
     def forward(self, image: Tensor) -> Tensor:
-        return clip_logits(self.clip.logit_scale.exp(), self.image_features(image), self.text_features())
+        image_features = self.image_features(image)
+        text = self.eval_text.get(self.parameters(), self.text_features)
+        return clip_logits(self.clip.logit_scale.exp(), image_features, text)
 
 
 def build_ivlp(

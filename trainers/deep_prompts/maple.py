@@ -25,6 +25,7 @@ from dassl.engine import TRAINER_REGISTRY
 
 from ..logits import clip_logits
 from ..prompts import template_not_used
+from ..text_cache import UnchangedCache
 from .mechanism import DeepPromptHooks, TextContext, normal_prompts
 from .trainer import DeepPromptTrainer
 
@@ -64,11 +65,16 @@ class MaPLeModel(nn.Module):
         super().__init__()
         self.clip = clip_model
         self.learner = learner
+        self.eval_text = UnchangedCache()
 
     def forward(self, image: Tensor) -> Tensor:
+        """Logits; at evaluation the class features are kept while no prompt (and no CLIP weight) changes."""
         prompts = self.learner.prompt_learner
         text_hooks, image_hooks = prompts.hooks(self.clip.visual.ln_pre)
-        text_features = self.clip.encode_text_embeddings(prompts(), prompts.eot, text_hooks, prompts.shared)
+        encode = self.clip.encode_text_embeddings
+        text_features = self.eval_text.get(
+            self.parameters(), lambda: encode(prompts(), prompts.eot, text_hooks, prompts.shared)
+        )
         image_features = self.clip.encode_image(image, image_hooks)
         return clip_logits(self.clip.logit_scale.exp(), image_features, text_features)
 

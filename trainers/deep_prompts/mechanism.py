@@ -14,11 +14,12 @@ As the official code (github muzairkhattak/multimodal-prompt-learning and Prompt
 - a trainer's checkpoint holds its learner under the official key names (``prompt_learner.ctx``,
   ``image_encoder.VPT``, ``text_encoder.transformer.resblocks.<j>.VPT_shallow``, ...); the official files
   also hold the frozen CLIP, which is skipped on load (``official.py``);
-- the log shows the loss only (the official trainers print no accuracy).
+- the log shows the loss only (the official trainers print no accuracy);
+- prompts enter a tower through fp16 (``official_cast``), whatever the run's precision: the official
+  ``.half()`` casts round them in fp32 runs too, since the concatenation promotes them back.
 
-Not as the official code: prompts are cast to the run's dtype where they enter a tower (the official code
-casts them to fp16, which only runs on GPU in fp16 and is the same there); widths are read from the
-backbone (the official MaPLe hard-codes ViT-B/16's 512 and 768).
+Not as the official code: widths are read from the backbone (the official MaPLe hard-codes ViT-B/16's 512
+and 768).
 """
 
 from __future__ import annotations
@@ -46,6 +47,16 @@ def normal_prompts(n: int, width: int, dtype: torch.dtype = torch.float32) -> Te
     return prompts
 
 
+def official_cast(prompts: Tensor, dtype: torch.dtype) -> Tensor:
+    """Prompts as the official code feeds them to a tower: cast to fp16 (``.half()``), then to ``dtype``.
+
+    The official code casts every prompt to fp16 where it joins the tokens, whatever PREC is; in an fp32 or
+    amp run the concatenation promotes it back to fp32, so the prompts enter rounded to fp16 and their
+    gradients leave rounded to fp16 (per image, before the batch sum). In an fp16 run this is the cast.
+    """
+    return prompts.half().to(dtype)
+
+
 class DeepPromptHooks(BlockHooks):
     """One tower's prompts for one pass: ``deep[k]`` is written over the prompt rows before block k + 2.
 
@@ -60,9 +71,9 @@ class DeepPromptHooks(BlockHooks):
 
     @staticmethod
     def _rows(prompts: Tensor, x: Tensor) -> Tensor:
-        # Cast last, as the official ``expand(...).permute(...).half()``: the batch sum of the gradient is
-        # then taken in the prompts' own dtype.
-        return prompts.expand(x.shape[1], -1, -1).permute(1, 0, 2).to(x.dtype)
+        # The official ``expand(...).permute(...).half()``: cast last, so the batch sum of the gradient is
+        # taken in the prompts' own dtype; through fp16 whatever the run's dtype (see ``official_cast``).
+        return official_cast(prompts.expand(x.shape[1], -1, -1).permute(1, 0, 2), x.dtype)
 
     def within_prefix(self, n: int) -> bool:
         # Text: the deep prompts overwrite positions 1..len(prompts), the same rows in every class prompt.
@@ -71,7 +82,7 @@ class DeepPromptHooks(BlockHooks):
     def before(self, i: int, x: Tensor) -> Tensor:
         if i == 1 and self.first is not None:
             assert self.ln_pre is not None
-            first = self.ln_pre(self.first.expand(x.shape[1], -1, -1).to(x.dtype))
+            first = self.ln_pre(official_cast(self.first.expand(x.shape[1], -1, -1), x.dtype))
             return torch.cat([x, first.permute(1, 0, 2)], dim=0)
         k = i - 2
         if not 0 <= k < len(self.deep):

@@ -133,9 +133,13 @@ class MaskedMHAAdapterModel(nn.Module):
     def encode_prompts(self) -> Tensor:
         return l2_normalize(self.clip.encode_text(self.tokenized_prompts)).float()
 
+    def image_features(self, image: Tensor) -> Tensor:
+        """The frozen image tower's features in CLIP's dtype (the trainer's ``FROZEN_IMAGE_FEATURES``)."""
+        return self.clip.encode_image(image.type(self.clip.dtype))
+
     def forward(self, image: Tensor) -> Tensor:
         with torch.no_grad():
-            image_features = l2_normalize(self.clip.encode_image(image.type(self.clip.dtype))).float()
+            image_features = l2_normalize(self.image_features(image)).float()
         return adapted_logits(self.learner, image_features, self.text_features(), self.blend, self.clip.logit_scale)
 
 
@@ -172,6 +176,7 @@ class MaskedMHAAdapter(CLIPTrainer):
         "PREC": "fp16",  # CLIP's precision (the adapter always runs in fp32, as in the release)
     }
     LEARNER_NAME = "adapter"  # the release's attribute name (and the prefix of its checkpoint keys)
+    FROZEN_IMAGE_FEATURES = "image_features"  # both encoders are frozen and no augmentation: train and val too
     model_factory = staticmethod(build_masked_mha_adapter)
     filter_state_dict = staticmethod(official.filter_release_state_dict)
     model: MaskedMHAAdapterModel

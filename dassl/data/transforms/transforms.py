@@ -33,6 +33,7 @@ from yacs.config import CfgNode
 __all__ = [
     "AVAI_CHOICES",
     "INTERPOLATION_MODES",
+    "random_steps",
     "Random2DTranslation",
     "InstanceNormalization",
     "Cutout",
@@ -221,6 +222,27 @@ def _normalize_step(cfg: CfgNode, choices: Sequence[str]) -> list[tuple[str, Cal
 
 def _instance_norm_step(choices: Sequence[str]) -> list[tuple[str, Callable]]:
     return [("instance normalization", InstanceNormalization())] if "instance_norm" in choices else []
+
+
+# Steps whose output is a function of their input alone (no random draw): a pipeline of these gives an
+# image the same tensor in every epoch, so what a frozen model computes from it can be kept.
+DETERMINISTIC_STEPS = (Resize, CenterCrop, ToTensor, Normalize, InstanceNormalization)
+
+
+def random_steps(transform: Callable | Sequence[Callable] | None) -> list[str]:
+    """The steps of ``transform`` that may give an image another result each time it is read.
+
+    A step counts as deterministic only if it is one of ``DETERMINISTIC_STEPS`` (nested ``Compose``
+    and lists are walked): any other step, a custom one included, is reported, as is a missing
+    transform (the loaders would return PIL images). Empty: the pipeline is deterministic.
+    """
+    if transform is None:
+        return ["no transform (INPUT.NO_TRANSFORM)"]
+    if isinstance(transform, (list, tuple)):
+        return [name for step in transform for name in random_steps(step)]
+    if isinstance(transform, Compose):
+        return random_steps(transform.transforms)
+    return [] if type(transform) in DETERMINISTIC_STEPS else [type(transform).__name__]
 
 
 def _announce(steps: list[tuple[str, Callable]]) -> list[Callable]:

@@ -1,23 +1,19 @@
 """Reading a method's ``configs/trainers/<TRAINER>/protocols.yaml``, checked (PyYAML only, no torch).
 
 A syntax error names the line; a key or value of the wrong shape names the key, its line and what it
-takes, instead of an AttributeError deep inside scripts/protocol.py or tools/grid.py.
+takes, instead of an AttributeError deep inside the plan or the grid.
 """
 
 from __future__ import annotations
 
-import os.path as osp
-import sys
 from typing import Any
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-from dassl.user_files import FileError, describe, read_yaml, yaml_key_lines  # noqa: E402
+from dassl.user_files import FileError, describe, read_yaml, yaml_key_lines
 
-__all__ = ["PROTOCOLS", "FileError", "read_protocols"]
+from .layout import PROTOCOLS
 
-PROTOCOLS = ("base2new", "cross_datasets", "few_shot")
+__all__ = ["FileError", "read_protocols"]
+
 DECLARED = (*PROTOCOLS, "dg")  # dg: MetaPrompt's leave-one-domain-out setting (no script runs it yet)
 FIX = "fix it as configs/trainers/CoOp/protocols.yaml shows"
 

@@ -1,0 +1,73 @@
+"""``--write-pins``: the official side's values in the form the tests pin them.
+
+Each formatter turns one pinned target's values (a train.py run's log and record, or a driver's values)
+into the Python literal the test holds; the caller prints it under a line naming the test and target.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from .compare import printed, recorded_steps
+
+CORRECT = re.compile(r"\tcorrect: (\d+)")
+LR = re.compile(r" lr (\S+)")
+
+
+def r5(values: list[float]) -> list[float]:
+    return [round(v, 5) for v in values]
+
+
+def train_steps(log: str, record: str) -> dict[str, Any]:
+    """tests/test_coop.py: losses at full precision (7 decimals), accuracies, lrs, correct per class."""
+    p = printed(log)
+    correct = [int(m.group(1)) for line in p.per_class if (m := CORRECT.search(line))]
+    if not p.steps:
+        return {"correct": correct}
+    steps = recorded_steps(record)
+    return {
+        "loss": [round(s["loss"], 7) for s in steps],
+        "acc": [s.get("acc") for s in steps],
+        "lr": [float(m.group(1)) for line in p.steps if (m := LR.search(line))],
+        "correct": correct,
+    }
+
+
+def correct(log: str, record: str) -> list[int]:
+    return [int(m.group(1)) for line in printed(log).per_class if (m := CORRECT.search(line))]
+
+
+def zs_features(v: dict) -> list[float]:
+    return r5(v["features"][2][:6])
+
+
+def kgcoop(v: dict) -> dict[str, Any]:
+    steps = [[loss, acc, lr] for loss, acc, lr in zip(v["losses"], v["accs"], v["lrs"])]
+    return {"steps": steps, "logits": [r5(row) for row in v["all"]]}
+
+
+def deep(v: dict) -> dict[str, Any]:
+    return {"losses": v["losses"], "lrs": v["lrs"], "logits0": r5(v["logits0"]), "logits5": r5(v["logits5"])}
+
+
+def mma(v: dict) -> dict[str, Any]:
+    return {"losses": v["losses"], "logits0": r5(v["logits0"]), "logits5": r5(v["logits5"]),
+            "shared12_w00": v["shared12_w00"], "text5_up_b0": v["text5_up_b0"]}  # fmt: skip
+
+
+def mmrl(v: dict) -> dict[str, Any]:
+    return {"losses": v["losses"], "fusion0": r5(v["fusion0"]), "logits5": r5(v["logits5"])}
+
+
+def release(v: dict) -> dict[str, Any]:
+    predictions = [max(range(len(row)), key=row.__getitem__) for row in v["all"]]
+    return {"losses": v["losses"], "accs": v["accs"], "logits0": v["logits0"], "logits5": v["logits5"],
+            "predictions": predictions}  # fmt: skip
+
+
+RUN_FORMS: dict[str, Callable[[str, str], Any]] = {"train_steps": train_steps, "correct": correct}
+DRIVER_FORMS: dict[str, Callable[[dict], Any]] = {
+    "zs_features": zs_features, "kgcoop": kgcoop, "deep": deep, "mma": mma, "mmrl": mmrl, "release": release,
+}  # fmt: skip

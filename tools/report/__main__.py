@@ -1,0 +1,5 @@
+"""``python -m tools.report OUTPUT_DIR``: see the package docstring."""
+
+from . import main
+
+main()
