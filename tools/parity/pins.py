@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from .compare import printed, recorded_steps
+from .compare import printed, recorded_outputs, recorded_steps
 
 CORRECT = re.compile(r"\tcorrect: (\d+)")
 LR = re.compile(r" lr (\S+)")
@@ -37,6 +37,18 @@ def train_steps(log: str, record: str) -> dict[str, Any]:
 
 def correct(log: str, record: str) -> list[int]:
     return [int(m.group(1)) for line in printed(log).per_class if (m := CORRECT.search(line))]
+
+
+def seeded_run(log: str, record: str) -> dict[str, Any]:
+    """tests/test_resnet_clip.py: losses at full precision, accuracies (None where a trainer reports none), lrs,
+    correct per class, and the predicted class of every test image in loader order (all evaluations)."""
+    p, steps = printed(log), recorded_steps(record)
+    outputs = recorded_outputs(record)
+    return {
+        "loss": [s["loss"] for s in steps], "acc": [s.get("acc") for s in steps],
+        "lr": [float(m.group(1)) for line in p.steps if (m := LR.search(line))],
+        "correct": correct(log, record), "predicted": [int(k) for o in outputs for k in o.argmax(dim=1)],
+    }  # fmt: skip
 
 
 def zs_features(v: dict) -> list[float]:
@@ -67,7 +79,9 @@ def release(v: dict) -> dict[str, Any]:
             "predictions": predictions}  # fmt: skip
 
 
-RUN_FORMS: dict[str, Callable[[str, str], Any]] = {"train_steps": train_steps, "correct": correct}
+RUN_FORMS: dict[str, Callable[[str, str], Any]] = {
+    "train_steps": train_steps, "correct": correct, "seeded_run": seeded_run,
+}  # fmt: skip
 DRIVER_FORMS: dict[str, Callable[[dict], Any]] = {
     "zs_features": zs_features, "kgcoop": kgcoop, "deep": deep, "mma": mma, "mmrl": mmrl, "release": release,
 }  # fmt: skip

@@ -8,6 +8,7 @@ few-shot pickles and rebuilt splits one side writes are never read by the other.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from clip.model import CLIP, CLIPConfig
+from clip.model import CLIP, RESNET, CLIPConfig
 from datasets.synthetic import make_dataset
 
 # The tests' tiny CLIP (tests/tiny.py): 12 layers per tower, width 64 (one head), 32-px images.
@@ -69,6 +70,8 @@ class World:
 
     def describe(self) -> str:
         c = self.config()
+        if c.family == RESNET:
+            return resnet_description(self, c)
         sets = ", ".join(f"{d.name} {d.n_classes} classes (seed {d.seed})" for d in self.data) or "no dataset"
         noise = f" + {self.noise} noise" if self.noise else ""
         return (
@@ -85,7 +88,42 @@ def clip_weights(world: World) -> dict[str, torch.Tensor]:
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(world.noise * torch.randn_like(p))
+    if world.config().family == RESNET:
+        trained_batchnorms(model.visual, world.weight_seed)
     return model.state_dict()
+
+
+def trained_batchnorms(visual: torch.nn.Module, seed: int) -> None:
+    """Give a random ResNet tower's BatchNorms what training would: tests/tiny.py's recipe (its
+    ``tiny_resnet_state_dict``), so that features depend on the image.
+
+    Through OpenAI's init the signal fades block after block (each block's last BatchNorm scale is zero);
+    every BatchNorm gets a random scale and shift, then the running statistics of 16 random images, measured
+    in one float64 training-mode pass (the same on any machine and thread count), all from one generator.
+    """
+    g = torch.Generator().manual_seed(seed)
+    norms = [m for m in visual.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    with torch.no_grad():
+        for bn in norms:
+            bn.weight.copy_(1.0 + 0.2 * torch.randn(bn.num_features, generator=g))
+            bn.bias.copy_(0.1 * torch.randn(bn.num_features, generator=g))
+        measured = copy.deepcopy(visual).double().train()
+        for bn in (m for m in measured.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.momentum = None  # the cumulative average: after one pass, that batch's statistics
+        size = visual.input_resolution
+        measured(torch.randn(16, 3, size, size, generator=g, dtype=torch.float64))
+        for name, buffer in measured.named_buffers():
+            visual.get_buffer(name).copy_(buffer)
+
+
+def resnet_description(world: World, c: CLIPConfig) -> str:
+    sets = ", ".join(f"{d.name} {d.n_classes} classes (seed {d.seed})" for d in world.data) or "no dataset"
+    noise = f" + {world.noise} noise" if world.noise else ""
+    stages = "-".join(map(str, c.vision_layers))
+    return (
+        f"ResNet CLIP {stages} blocks, width {c.vision_width}, text {c.transformer_width} wide, "
+        f"features {c.embed_dim}, at {c.image_resolution} px, seed {world.weight_seed}{noise}; {sets}"
+    )
 
 
 def build(world: World, cache: str) -> str:
@@ -160,3 +198,18 @@ VIT_B16_CROSS = World(
     weight_seed=6,
     data=(Data("imagenet", n_classes=8, n_train=4, n_val=2, n_test=2, seed=6), Data("dtd", n_classes=6, seed=6)),
 )
+
+# Tiny ResNet CLIPs (tests/tiny.py's tiny_resnet_config): the text tower of TINY, a stem 8 wide, stages of 2,
+# 1, 1, 1 blocks, attention pooling 256 wide with 4 heads; BatchNorms as if trained (trained_batchnorms).
+RESNET_TINY = dict(vision_layers=(2, 1, 1, 1), vision_width=8, vision_patch_size=None)
+RN_TESTS = World(clip=widths(**RESNET_TINY))  # tests/test_resnet_clip.py's world: its pins come from it
+RN_DTD20 = World(clip=widths(**RESNET_TINY), weight_seed=1,
+                 data=(Data("dtd", n_classes=20, n_train=4, n_val=2, n_test=3, seed=1),))  # fmt: skip
+RN_CARS = World(
+    clip=widths(**{**RESNET_TINY, "vision_layers": (1, 2, 1, 1), "vision_width": 16}, transformer_width=128,
+                transformer_heads=2, embed_dim=32),
+    weight_seed=2,
+    data=(Data("stanford_cars", n_classes=6, n_train=6, n_val=2, n_test=3, seed=2),),
+)  # fmt: skip
+RN_IMAGENET = World(clip=widths(**RESNET_TINY), weight_seed=4,
+                    data=(Data("imagenet", n_classes=10, n_train=4, n_val=2, n_test=2, seed=4),))  # fmt: skip

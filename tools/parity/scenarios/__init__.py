@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ..scenario import Scenario
-from . import adapters, coop, deep, kgcoop, mmrl
+from . import adapters, coop, deep, kgcoop, mmrl, resnet
 
 SCENARIOS: list[Scenario] = [*coop.SCENARIOS, *kgcoop.SCENARIOS, *deep.SCENARIOS, *adapters.SCENARIOS,
-                             *mmrl.SCENARIOS]  # fmt: skip
+                             *mmrl.SCENARIOS, *resnet.SCENARIOS]  # fmt: skip
 
 
 def methods() -> list[str]:
