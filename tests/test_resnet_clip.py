@@ -290,6 +290,8 @@ B2N = ["DATASET.NUM_SHOTS", "4", "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "OPTIM.MA
 B2N += ["TRAINER.COOP.PREC", "fp32", "OPTIM.LR", "0.05"]
 COCOOP = ["DATASET.NUM_SHOTS", "2", "OPTIM.MAX_EPOCH", "2", "TRAINER.COCOOP.PREC", "fp32"]
 COCOOP += ["MODEL.BACKBONE.NAME", "RN50", "OPTIM.LR", "0.05"]
+KGCOOP = ["DATASET.NUM_SHOTS", "4", "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "OPTIM.MAX_EPOCH", "2"]
+KGCOOP += ["TRAINER.COOP.PREC", "fp32", "TRAINER.COOP.W", "8.0", "OPTIM.LR", "0.02"]
 # name: (trainer, config file, flags, options). The official runs read CoOp's own files: CoOp/<file> for
 # ZeroshotCLIP(2) too (its scripts/coop/zeroshot.sh), and CoCoOp's ViT file with MODEL.BACKBONE.NAME RN50
 # (CoCoOp publishes no RN50 file; its files differ from an RN50 one in the backbone name only).
@@ -307,57 +309,63 @@ RUNS = {
                     [*COCOOP, "DATASET.SUBSAMPLE_CLASSES", "base"]),
     "cocoop_new": ("CoCoOp", "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1", ["cocoop_base"],
                    [*COCOOP, "DATASET.SUBSAMPLE_CLASSES", "new"]),
+    "kgcoop_base": ("KgCoOp", "KgCoOp/rn50_ep100", [], [*KGCOOP, "DATASET.SUBSAMPLE_CLASSES", "base"]),
+    "kgcoop_new": ("KgCoOp", "KgCoOp/rn50_ep100", ["kgcoop_base"], [*KGCOOP, "DATASET.SUBSAMPLE_CLASSES", "new"]),
     "zs": ("ZeroshotCLIP", "ZeroshotCLIP/rn50", ["--eval-only"], []),
     "zs2": ("ZeroshotCLIP2", "ZeroshotCLIP2/rn101", ["--eval-only"], []),
 }  # fmt: skip
 
-# From the official runs: KaiyangZhou/CoOp @ ff61507 on upstream KaiyangZhou/Dassl.pytorch @ c61a1b5, CPU,
-# fp32, one thread as this suite (torch 2.14.1, x86-64), on the world above, with the command lines of RUNS:
-#   python train.py --root <world>/data --seed 1 --trainer <trainer> --dataset-config-file
-#   configs/datasets/dtd.yaml --config-file configs/trainers/<file>.yaml [--eval-only] [--model-dir <base run>
-#   --load-epoch 2 --eval-only] <options> <COMMON>
-# with run-time patches only: clip._download returning the tiny file, .cuda() a no-op, Dassl's schedulers'
-# `verbose` dropped (torch 2.14), torch.load(weights_only=False), ZeroshotCLIP's CLIP cast to fp32 on CPU (as
-# OpenAI's clip.load), stand-ins for tabulate / wilds / tensorboard. Ours runs the same lines with
-# MODEL.BACKBONE.PATH <tiny file> and EXACT True. Per step: the loss at full precision (the float the
+# From the official runs: KaiyangZhou/CoOp @ ff61507 (CoOp, CoCoOp, the zero-shot trainers) and htyao89/KgCoOp
+# @ c43ccc3 (KgCoOp, its rn50_ep100 file) on upstream KaiyangZhou/Dassl.pytorch @ c61a1b5, CPU, fp32, one thread
+# as this suite (torch 2.14.1, x86-64), on the world above, with the command lines of RUNS (official zero-shot
+# runs read CoOp/<file>, as CoOp's scripts/coop/zeroshot.sh), run side by side with ours (EXACT True) by
+# tools.parity, whose shims are listed in docs/parity.md. Each entry is printed again by the command above it
+# (the tool's scenario of the same options on this world). Per step: the loss at full precision (the float the
 # official forward_backward returned), the accuracy and the lr after the step; per class: correct of 3; per test
 # image (in test-loader order): the predicted class. Side by side, every test logit was equal bit for bit too.
 WARMUP = [1e-05] * 3 + [0.05] * 4 + [0.025]
 OFFICIAL = {
+    # python -m tools.parity CoOp --scenario rn50_end --write-pins
     "coop_end": {
         "loss": [2.2230584621429443, 2.0097131729125977, 2.2001779079437256, 2.10288143157959, 2.310939311981201,
                  2.138572931289673, 2.0287349224090576, 2.0023555755615234],
         "acc": [25.0, 0.0, 0.0, 0.0, 0.0, 0.0, 50.0, 0.0], "lr": WARMUP, "correct": [0, 0, 0, 3, 0, 0, 0, 0],
         "predicted": [3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 6, 1, 6, 2, 2, 3, 2, 2, 2, 3, 2, 3],
     },
+    # python -m tools.parity CoOp --scenario rn50_csc --write-pins
     "coop_csc": {
         "loss": [1.7382442951202393, 2.5453577041625977, 2.1835265159606934, 2.0698928833007812, 1.7539390325546265,
                  1.37149977684021, 1.7922987937927246, 1.1640571355819702],
         "acc": [25.0, 0.0, 0.0, 0.0, 50.0, 50.0, 50.0, 50.0], "lr": WARMUP, "correct": [0, 3, 0, 3, 3, 3, 2, 2],
         "predicted": [1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 4, 4, 4, 5, 5, 5, 6, 6, 7, 7, 7, 1],
     },
+    # python -m tools.parity CoOp --scenario rn50_middle --write-pins
     "coop_middle": {
         "loss": [2.0427513122558594, 2.1093077659606934, 1.9077298641204834, 2.0893630981445312, 1.9246838092803955,
                  2.088453531265259, 2.2625339031219482, 2.0740151405334473],
         "acc": [0.0, 0.0, 50.0, 0.0, 25.0, 25.0, 0.0, 50.0], "lr": WARMUP, "correct": [0, 3, 0, 0, 0, 0, 1, 0],
         "predicted": [1, 1, 1, 1, 1, 1, 1, 1, 1, 5, 5, 5, 3, 3, 5, 4, 4, 4, 4, 4, 6, 6, 6, 6],
     },
+    # python -m tools.parity CoOp --scenario rn101_front --write-pins
     "coop_front": {
         "loss": [2.237358570098877, 2.2973055839538574, 2.3829312324523926, 1.8126373291015625, 1.869763970375061,
                  2.1188926696777344, 2.4284863471984863, 1.9785734415054321],
         "acc": [25.0, 25.0, 0.0, 25.0, 25.0, 0.0, 0.0, 50.0], "lr": WARMUP, "correct": [0, 0, 0, 0, 0, 0, 3, 0],
         "predicted": [4, 1, 4, 4, 4, 4, 1, 1, 1, 1, 1, 1, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6],
     },
+    # python -m tools.parity CoOp --scenario rn50_ctxv1_base_to_new --write-pins
     "coop_ctxv1_base": {
         "loss": [3.0110275745391846, 1.9454518556594849, 2.03132963180542, 1.36851167678833, 1.3543381690979004,
                  1.3881127834320068, 1.436987042427063, 1.453381061553955],
         "acc": [0.0, 25.0, 25.0, 50.0, 50.0, 50.0, 0.0, 25.0], "lr": WARMUP, "correct": [0, 0, 1, 0],
         "predicted": [3, 3, 3, 3, 3, 3, 3, 3, 2, 0, 0, 0],
     },
+    # python -m tools.parity CoOp --scenario rn50_ctxv1_base_to_new --write-pins
     "coop_ctxv1_new": {
         "loss": [], "acc": [], "lr": [], "correct": [0, 0, 0, 1],
         "predicted": [3, 3, 3, 3, 3, 3, 0, 0, 0, 0, 0, 3],
     },
+    # python -m tools.parity CoCoOp --scenario rn50_base_to_new --write-pins
     "cocoop_base": {
         "loss": [0.8665968179702759, 1.6212279796600342, 1.6291518211364746, 1.3067822456359863, 1.731165885925293,
                  0.9221113920211792, 1.283019781112671, 1.7066314220428467, 1.2698309421539307, 1.47991144657135,
@@ -367,14 +375,29 @@ OFFICIAL = {
         "lr": [1e-05] * 7 + [0.05] * 8 + [0.025], "correct": [0, 0, 0, 3],
         "predicted": [3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3],
     },
+    # python -m tools.parity CoCoOp --scenario rn50_base_to_new --write-pins
     "cocoop_new": {
         "loss": [], "acc": [], "lr": [], "correct": [0, 0, 0, 1],
         "predicted": [3, 3, 3, 3, 3, 3, 0, 0, 0, 0, 0, 3],
     },
+    # python -m tools.parity KgCoOp --scenario rn50_base_to_new_tests --write-pins
+    "kgcoop_base": {
+        "loss": [2.5916953086853027, 2.785327196121216, 2.5558464527130127, 2.625638008117676, 3.142308235168457,
+                 5.7589521408081055, 4.386518955230713, 3.4086532592773438],
+        "acc": [25.0, 25.0, 25.0, 25.0, 0.0, 50.0, 25.0, 50.0], "lr": [1e-05] * 3 + [0.02] * 4 + [0.01],
+        "correct": [3, 0, 1, 0], "predicted": [0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0],
+    },
+    # python -m tools.parity KgCoOp --scenario rn50_base_to_new_tests --write-pins
+    "kgcoop_new": {
+        "loss": [], "acc": [], "lr": [], "correct": [0, 0, 0, 1],
+        "predicted": [3, 3, 3, 3, 3, 3, 0, 0, 0, 0, 0, 3],
+    },
+    # python -m tools.parity ZeroshotCLIP --scenario rn50_tests --write-pins
     "zs": {
         "loss": [], "acc": [], "lr": [], "correct": [0, 0, 0, 0, 0, 0, 0, 0],
         "predicted": [3, 3, 3, 3, 3, 3, 0, 3, 0, 0, 0, 0, 6, 6, 6, 3, 2, 7, 0, 0, 0, 0, 0, 0],
     },
+    # python -m tools.parity ZeroshotCLIP2 --scenario rn101_tests --write-pins
     "zs2": {
         "loss": [], "acc": [], "lr": [], "correct": [3, 0, 0, 0, 0, 0, 0, 0],
         "predicted": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 7, 7, 7, 0, 6, 7, 7, 5, 5, 1, 0],
@@ -426,7 +449,7 @@ def run(world: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, li
 
 @pytest.mark.parametrize("names", [("coop_end",), ("coop_csc",), ("coop_middle",), ("coop_front",),
                                    ("coop_ctxv1_base", "coop_ctxv1_new"), ("cocoop_base", "cocoop_new"),
-                                   ("zs",), ("zs2",)])  # fmt: skip
+                                   ("kgcoop_base", "kgcoop_new"), ("zs",), ("zs2",)], ids="+".join)  # fmt: skip
 def test_seeded_runs_equal_the_official_code_bit_for_bit(world, names, monkeypatch):
     for name in names:  # a base-to-novel pair: the new classes are tested with the base run's checkpoint
         assert run(world, name, monkeypatch) == OFFICIAL[name], name
