@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from tiny import tiny_clip_config
+from tiny import tiny_clip_config, tiny_resnet_state_dict
 
 import datasets  # noqa: F401  (registers the datasets)
 from clip.model import CLIP
@@ -50,9 +50,8 @@ def lpclip_sample(train_y: np.ndarray, val_y: np.ndarray, shots: int, seed: int)
 OFFICIAL = [(1, 1, 1e-07, 48.0), (2, 2, 10.0, 42.0), (4, 2, 0.1, 58.0)]
 
 
-@pytest.mark.parametrize("shots, seed, c, accuracy", OFFICIAL)
-def test_c_search_and_classifier_reproduce_lpclip(shots, seed, c, accuracy):
-    data = feature_arrays()
+def lpclip_run(data: dict[str, tuple[np.ndarray, np.ndarray]], shots: int, seed: int) -> tuple[float, float]:
+    """Ours on lpclip's few-shot draw of ``data``: the chosen C and the test accuracy (%) of its classifier."""
     (train_x, train_y), (val_x, val_y), (test_x, test_y) = data["train"], data["val"], data["test"]
     train, val = lpclip_sample(train_y, val_y, shots, seed)
     fit, fitted = logistic_regression(1000), {}
@@ -62,11 +61,56 @@ def test_c_search_and_classifier_reproduce_lpclip(shots, seed, c, accuracy):
         return float(np.mean(fitted[value].predict(val_x[val]) == val_y[val]))
 
     chosen = search_c(val_accuracy, list(C_SWEEP), 8)
-    assert chosen == c
-    head = LinearHead(16, 5)
+    head = LinearHead(train_x.shape[1], len(np.unique(train_y)))
     head.set_from(fitted[chosen])
     predictions = head(torch.from_numpy(test_x)).argmax(dim=1).numpy()
-    assert 100 * np.mean(predictions == test_y) == pytest.approx(accuracy)
+    return chosen, 100 * float(np.mean(predictions == test_y))
+
+
+@pytest.mark.parametrize("shots, seed, c, accuracy", OFFICIAL)
+def test_c_search_and_classifier_reproduce_lpclip(shots, seed, c, accuracy):
+    chosen, got = lpclip_run(feature_arrays(), shots, seed)
+    assert chosen == c
+    assert got == pytest.approx(accuracy)
+
+
+# lpclip on ResNet features (its own backbone: lpclip/feat_extractor.py loads RN50): tests/tiny.py's
+# tiny_resnet_state_dict(0) on a synthetic DTD of 20 classes (16 train, 4 val, 5 test images each). The features
+# come from github KaiyangZhou/CoOp @ ff61507 lpclip/feat_extractor.py on upstream Dassl @ c61a1b5 (CPU, one
+# thread, torch 2.14.1; run-time shims only: the world's CLIP file for the download, clip.load on the CPU, which
+# casts to fp32 as OpenAI's load does there, DATASET.SUBSAMPLE_CLASSES "all", a key CoOp's datasets read and
+# lpclip's config lacks; a copy of its rn50_val.yaml at 32 px without workers); ours (this fixture, EXACT True)
+# are bit-equal to them. Then the official lpclip/linear_probe.py, unpatched, --num_step 8 --num_run 2 on the
+# official features: its last step's C and test accuracy (report/*_details.txt) for (shots, seed), 2026-12-05.
+OFFICIAL_RN = [(1, 1, 0.01, 75.0), (1, 2, 0.01, 71.0)]
+
+
+@pytest.fixture(scope="module")
+def resnet_features(tmp_path_factory) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each split's features and labels, in split order, through the trainer's own extraction."""
+    root = tmp_path_factory.mktemp("lp_rn")
+    torch.save(tiny_resnet_state_dict(0), root / "tiny_rn.pt")
+    make_dataset("dtd", str(root / "data"), n_classes=20, n_train=16, n_val=4, n_test=5, size=32, seed=0)
+    cfg = get_cfg_default()
+    extend_cfg(cfg)
+    cfg.merge_from_file(osp.join(REPO, "configs", "datasets", "dtd.yaml"))
+    cfg.merge_from_file(osp.join(REPO, "configs", "trainers", "LinearProbeCLIP", "rn50_val.yaml"))
+    cfg.merge_from_list([
+        "TRAINER.NAME", "LinearProbeCLIP", "DATASET.ROOT", str(root / "data"), "DATASET.NUM_SHOTS", -1,
+        "TASK", "FS", "MODEL.BACKBONE.PATH", str(root / "tiny_rn.pt"), "INPUT.SIZE", (32, 32),
+        "DATALOADER.NUM_WORKERS", 0, "OUTPUT_DIR", str(root / "run"), "SEED", 1, "EXACT", True,
+    ])  # fmt: skip
+    cfg.freeze()
+    t = build_trainer(cfg)
+    d = t.dm.dataset
+    return {split: t.extract(list(items)) for split, items in (("train", d.train_x), ("val", d.val), ("test", d.test))}
+
+
+@pytest.mark.parametrize("shots, seed, c, accuracy", OFFICIAL_RN)
+def test_lpclip_on_resnet_features_chooses_the_same_c_and_scores_the_same(resnet_features, shots, seed, c, accuracy):
+    chosen, got = lpclip_run(resnet_features, shots, seed)
+    assert chosen == c
+    assert got == pytest.approx(accuracy)
 
 
 def test_ties_keep_the_left_bound_as_lpclip():

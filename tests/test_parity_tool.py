@@ -18,9 +18,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
+from clip.model import RESNET
 from tools.parity import cli, compare, repos, runner, worlds
-from tools.parity.pins import train_steps
+from tools.parity.pins import seeded_run, train_steps
 from tools.parity.scenario import Run, Scenario
 
 DASSL = {
@@ -319,6 +321,26 @@ def test_write_pins_gives_the_test_form_of_an_official_run(standin):
     assert pins["lr"][:2] == [1e-3, 1e-3] and len(pins["lr"]) == 4
     per_class = compare.printed(run.log).per_class
     assert pins["correct"] == [int(line.split("correct: ")[1].split("\t")[0]) for line in per_class]
+
+
+def test_seeded_run_pins_keep_full_precision_and_every_prediction(standin):
+    run = standin["run"]
+    pins = seeded_run(run.log, run.record)
+    assert pins["loss"] == [s["loss"] for s in compare.recorded_steps(run.record)]  # not rounded
+    outputs = compare.recorded_outputs(run.record)
+    assert pins["predicted"] == [int(k) for o in outputs for k in o.argmax(dim=1)] and pins["predicted"]
+    assert pins["correct"] == train_steps(run.log, run.record)["correct"]
+
+
+def test_the_resnet_scenarios_world_is_the_tests_tiny_resnet():
+    """tests/test_resnet_clip.py's pins are regenerated on RN_TESTS: its CLIP must be tiny_resnet_state_dict(0)."""
+    from tiny import tiny_resnet_state_dict
+
+    ours, theirs = worlds.clip_weights(worlds.RN_TESTS), tiny_resnet_state_dict(0)
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    other = worlds.clip_weights(worlds.RN_DTD20)  # another seed: other weights and BatchNorm statistics
+    assert not torch.equal(other["visual.bn1.running_mean"], ours["visual.bn1.running_mean"])
+    assert worlds.RN_CARS.config().family == RESNET and "ResNet" in worlds.RN_CARS.describe()
 
 
 def test_a_checkout_at_another_commit_stops_the_cli_before_any_run(tmp_path, capsys):
