@@ -82,7 +82,7 @@ def test_c_search_and_classifier_reproduce_lpclip(shots, seed, c, accuracy):
 # lpclip's config lacks; a copy of its rn50_val.yaml at 32 px without workers); ours (this fixture, EXACT True)
 # are bit-equal to them. Then the official lpclip/linear_probe.py, unpatched, --num_step 8 --num_run 2 on the
 # official features: its last step's C and test accuracy (report/*_details.txt) for (shots, seed), 2026-12-05.
-OFFICIAL_RN = [(1, 1, 0.01, 75.0), (1, 2, 0.01, 71.0)]
+OFFICIAL_RN = [(1, 2, 0.011547819846894581, 70.0)]  # seed 1: C 0.01, 76.0 (not pinned: the fits are slow)
 
 
 @pytest.fixture(scope="module")
