@@ -281,6 +281,22 @@ def test_a_difference_below_the_printed_digits_is_caught_by_the_recorder():
     )
 
 
+def test_the_2022_dassl_forks_printing_is_compared_in_the_same_form_as_ours():
+    """ProVP's forked Dassl prints steps and percentages in its own format: the same values compare equal,
+    other values not (lines printed by each, the timing fields differing)."""
+    fork = ("epoch [1/3][2/3]\ttime 1.261 (1.295)\tdata 0.003 (0.011)\teta 0:00:09\txe_loss 1.1476 (1.2115)\t"
+            "ref_loss 1.2943 (1.2990)\tacc 50.0000 (37.5000)\tlr 1.000000e-05\n"
+            "* class: 0 (banded)\ttotal: 3\tcorrect: 3\tacc: 100.00%\n* accuracy: 33.33%\n")  # fmt: skip
+    ours = ("epoch [1/3] batch [2/3] time 1.170 (1.180) data 0.008 (0.009) xe_loss 1.1476 (1.2115) ref_loss 1.2943 "
+            "(1.2990) acc 50.0000 (37.5000) lr 1.0000e-05 eta 0:00:08\n"
+            "* class: 0 (banded)\ttotal: 3\tcorrect: 3\tacc: 100.0%\n* accuracy: 33.3%\n")  # fmt: skip
+    a, b = compare.printed(fork), compare.printed(ours)
+    assert a == b and a.steps == ["epoch [1/3] batch [2/3] xe_loss 1.1476 (1.2115) ref_loss 1.2943 (1.2990) "
+                                  "acc 50.0000 (37.5000) lr 1.0000e-05"]  # fmt: skip
+    assert compare.printed(ours.replace("ref_loss 1.2943", "ref_loss 1.2944")).steps != a.steps
+    assert compare.printed(ours.replace("lr 1.0000e-05", "lr 1.0001e-05")).steps != a.steps
+
+
 def git(*args: str, cwd: Path) -> str:
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip

@@ -8,6 +8,7 @@ few-shot pickles and rebuilt splits one side writes are never read by the other.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -81,11 +82,34 @@ def clip_weights(world: World) -> dict[str, torch.Tensor]:
     """The world's CLIP state dict (fp32; the runs round it to fp16 as OpenAI's release, then back)."""
     torch.manual_seed(world.weight_seed)
     model = CLIP(world.config())
+    if isinstance(world.config().vision_layers, tuple):
+        trained_batchnorm(model, world.weight_seed)
     if world.noise:
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(world.noise * torch.randn_like(p))
     return model.state_dict()
+
+
+def trained_batchnorm(model: CLIP, seed: int) -> None:
+    """A ResNet CLIP's BatchNorm layers as if trained (tests/tiny.py's ``tiny_resnet_state_dict``).
+
+    Through the default init a random ResNet's signal fades block after block, so its features would be
+    the biases alone. Every BatchNorm gets a random scale and shift, then the running statistics of 16
+    random images (one training-mode pass in float64), from a generator seeded with ``seed``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bn in (m for m in model.visual.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.weight.copy_(1.0 + 0.2 * torch.randn(bn.num_features, generator=g))
+            bn.bias.copy_(0.1 * torch.randn(bn.num_features, generator=g))
+        measured = copy.deepcopy(model.visual).double().train()
+        for bn in (m for m in measured.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.momentum = None
+        size = model.visual.input_resolution
+        measured(torch.randn(16, 3, size, size, generator=g, dtype=torch.float64))
+        for name, buffer in measured.named_buffers():
+            model.visual.get_buffer(name).copy_(buffer)
 
 
 def build(world: World, cache: str) -> str:
@@ -159,4 +183,50 @@ VIT_B16_CROSS = World(
     clip=widths(**VIT_B16_WIDTHS),
     weight_seed=6,
     data=(Data("imagenet", n_classes=8, n_train=4, n_val=2, n_test=2, seed=6), Data("dtd", n_classes=6, seed=6)),
+)
+# ProVP's official code hard-codes ViT-B/16's 12 image blocks and width 768 (its text side any width).
+PROVP_IMAGE = widths(vision_width=768, vision_patch_size=16)
+SEEDED_PROVP = World(clip=PROVP_IMAGE, weight_seed=123, noise=0.02, data=())
+PROVP = World(
+    clip=PROVP_IMAGE,
+    weight_seed=3,
+    noise=0.02,
+    data=(Data("dtd", n_classes=6, n_train=4, n_val=2, n_test=3, seed=1),
+          Data("eurosat", n_classes=4, n_train=4, n_val=2, n_test=3, seed=2),
+          Data("oxford_pets", n_classes=5, n_train=4, n_val=2, n_test=2, seed=3)),
+)  # fmt: skip
+# TCP: its official code reshapes its meta-network's output to width 512, so its text towers are 512 wide.
+TCP_TEXT = widths(transformer_width=512, transformer_heads=8)
+SEEDED_TCP = World(clip=TCP_TEXT, weight_seed=123, noise=0.02, data=())
+SEEDED_TCP_RESNET = World(
+    clip=widths(transformer_width=512, transformer_heads=8, vision_layers=(2, 1, 1, 1), vision_width=8,
+                vision_patch_size=None),
+    weight_seed=123, data=(),
+)  # fmt: skip
+TCP_DTD = World(clip=TCP_TEXT, weight_seed=1, data=(Data("dtd", n_classes=8, n_train=4, n_val=2, n_test=3, seed=1),))
+TCP_CARS = World(
+    clip=widths(transformer_width=512, transformer_heads=8, vision_width=128, embed_dim=32),
+    weight_seed=2,
+    noise=0.02,
+    data=(Data("stanford_cars", n_classes=10, n_train=4, n_val=2, n_test=2, seed=2),),
+)
+# MetaPrompt: the tests' world (tests/test_metaprompt.py), and another one.
+METAPROMPT = World(data=(Data("dtd", n_classes=8, n_train=4, n_val=2, n_test=3, seed=0),
+                         Data("pacs", n_classes=5, n_train=3, n_val=2, n_test=2, seed=0)))  # fmt: skip
+METAPROMPT_NOISE = World(
+    clip=widths(transformer_width=128, transformer_heads=2),
+    weight_seed=1,
+    noise=0.02,
+    data=(Data("eurosat", n_classes=10, n_train=4, n_val=2, n_test=2, seed=1),
+          Data("pacs", n_classes=7, n_train=2, n_val=1, n_test=2, seed=1)),
+)  # fmt: skip
+# CLIP-Adapter: the release writes its adapter for 1024-d features (tests/test_clip_adapter.py's worlds).
+RESNET = widths(vision_layers=(2, 1, 1, 1), vision_width=8, vision_patch_size=None)
+ADAPTER_RN = World(clip=(*RESNET, ("embed_dim", 1024)), data=(Data("dtd", n_classes=8, n_train=4, n_val=2, n_test=3),))
+ADAPTER_VIT = World(clip=widths(embed_dim=1024), data=(Data("dtd", n_classes=8, n_train=4, n_val=2, n_test=3),))
+ADAPTER_CARS = World(
+    clip=widths(embed_dim=1024, transformer_width=128, transformer_heads=2),
+    weight_seed=3,
+    noise=0.02,
+    data=(Data("stanford_cars", n_classes=12, n_train=4, n_val=2, n_test=2, seed=3),),
 )

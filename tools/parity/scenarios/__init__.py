@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from ..scenario import Scenario
-from . import adapters, coop, deep, kgcoop, mmrl
+from . import adapters, clip_adapter, coop, deep, kgcoop, metaprompt, mmrl, provp, tcp
 
 SCENARIOS: list[Scenario] = [*coop.SCENARIOS, *kgcoop.SCENARIOS, *deep.SCENARIOS, *adapters.SCENARIOS,
-                             *mmrl.SCENARIOS]  # fmt: skip
+                             *mmrl.SCENARIOS, *tcp.SCENARIOS, *provp.SCENARIOS,
+                             *metaprompt.SCENARIOS, *clip_adapter.SCENARIOS]  # fmt: skip
 
 
 def methods() -> list[str]:
