@@ -219,12 +219,29 @@ def load_module(name: str, path: str) -> ModuleType:
     return module
 
 
+def shim_adapter_width(module: ModuleType, clip_path: str) -> None:
+    """CLIP-Adapter's ``Adapter(1024, 4)`` is sized by the world's feature width.
+
+    The release writes its adapter for 1024-d features (RN50's); on another width it stops at its first
+    product ("mat1 and mat2 shapes cannot be multiplied"). Only the size changes: the layers, their draws
+    and the forward are the release's.
+    """
+    width = torch.load(clip_path, map_location="cpu", weights_only=True)["text_projection"].shape[1]
+    adapter = module.Adapter
+
+    def sized(c_in: int, reduction: int = 4) -> torch.nn.Module:
+        return adapter(width, reduction)
+
+    module.Adapter = sized
+
+
 # Shims a scenario asks for by name (Scenario.shims): (the module after whose import it applies, or "" for at
-# start-up, the shim).
+# start-up; the shim, called with that module and the world's CLIP file, or with nothing at start-up).
 SCENARIO_SHIMS: dict[str, tuple[str, Callable[..., None]]] = {
-    "adam_eps": ("dassl.optim.optimizer", shim_adam_eps),
+    "adam_eps": ("dassl.optim.optimizer", lambda module, clip: shim_adam_eps(module)),
     "zero_grad_keeps_grads": ("", shim_zero_grad_keeps_grads),
     "to_cuda": ("", shim_to_cuda),
+    "adapter_width": ("trainers.clip_adapter", shim_adapter_width),
 }
 
 
@@ -353,10 +370,11 @@ def patches(side: str, recorder: Recorder, clip_path: str | None, shims: tuple[s
         for shim in shims:
             after, apply = SCENARIO_SHIMS[shim]
             if after:
-                table[after] = apply
+                table[after] = lambda m, apply=apply: apply(m, clip_path)
         for spec in modules:
             name, path = spec.split("=", 1)
-            table[name.rpartition(".")[0]] = lambda m, name=name, path=path: load_module(name, path) and None
+            then = table.get(name, lambda m: None)  # a shim of the loaded module
+            table[name.rpartition(".")[0]] = lambda m, name=name, path=path, then=then: then(load_module(name, path))
     return table.get
 
 

@@ -3,13 +3,16 @@ way: the file in CoOp's ``trainers/``, imported by its train.py) on upstream Das
 
 The launcher imports the release's ``clip_adapter.py`` as ``trainers.clip_adapter`` after CoOp's
 ``trainers`` package (``--module``), and keeps its ``.to("cuda")`` on the CPU (``to_cuda``). The release
-writes its adapter for 1024-d features (``Adapter(1024, 4)``): the worlds' CLIPs have them.
+writes its adapter for 1024-d features (``Adapter(1024, 4)``): the worlds' CLIPs have them, but one, where
+the ``adapter_width`` shim sizes it by the world's features.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..scenario import Pin, Run, Scenario
-from ..worlds import ADAPTER_CARS, ADAPTER_RN, ADAPTER_VIT
+from ..worlds import ADAPTER_CARS, ADAPTER_RN, ADAPTER_VIT, TESTS, World
 from .coop import BASE, NEW
 
 TEST = "tests/test_clip_adapter.py"
@@ -22,9 +25,11 @@ B2N = ("DATASET.NUM_SHOTS", "4", "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "OPTIM.MA
        *TEST_BATCH)  # fmt: skip
 
 
-def adapter(name: str, world, config: str, runs: tuple[Run, ...], opts: tuple[str, ...], **kw) -> Scenario:  # noqa: ANN001, ANN003
+def adapter(name: str, world: World, config: str, runs: tuple[Run, ...], opts: tuple[str, ...],
+            **kw: Any) -> Scenario:  # fmt: skip
+    """A scenario of the release on CoOp's config file ``config`` (ours: CLIP_Adapter's copy of it)."""
     return Scenario("CLIP_Adapter", name, "clip-adapter", world, f"CLIP_Adapter/{config}", runs, opts,
-                    official_config=f"CoOp/{config}", shims=SHIMS, **kw)  # fmt: skip
+                    official_config=f"CoOp/{config}", **{"shims": SHIMS, **kw})  # fmt: skip
 
 
 SCENARIOS = [
@@ -40,6 +45,9 @@ SCENARIOS = [
     adapter("vit_train", ADAPTER_VIT, "vit_b16_ep50", (Run("train"),), TRAIN,
             pins=(Pin(TEST, "OFFICIAL['vit_train']", "clip_adapter", "train"),),
             note="tests/test_clip_adapter.py's ViT (1024-d features)"),
+    adapter("vit64_adapter_width", TESTS, "vit_b16", (Run("train"),), TRAIN,
+            pins=(Pin(TEST, "OFFICIAL['vit64_patched']", "clip_adapter", "train"),), shims=(*SHIMS, "adapter_width"),
+            note="64-d features: the release's Adapter(1024, 4) sized 64 by the adapter_width shim"),
     adapter("cars_seed3", ADAPTER_CARS, "vit_b16", (Run("train", "stanford_cars"),),
             ("DATASET.NUM_SHOTS", "2", "DATALOADER.TRAIN_X.BATCH_SIZE", "6", "OPTIM.MAX_EPOCH", "2", "OPTIM.LR", "1.0",
              *TEST_BATCH), seed=3, note="long class names, 12 classes, text width 128 + noise, seed 3"),
