@@ -65,6 +65,9 @@ RUNS = {
 # MODEL.BACKBONE.PATH <tiny file> and EXACT True. Per step: the loss at full precision, the accuracy and the lr
 # after the step; per class: correct of 3; per test image (in test-loader order): the predicted class. Side by
 # side, every test logit was equal bit for bit too, and so were the runs evaluating the official checkpoints.
+# Regenerate: python -m tools.parity CLIP_Adapter --scenario rn_train --scenario rn_base_to_new --scenario vit_train
+# --scenario vit64_adapter_width --write-pins (vit64_patched: its adapter_width shim sizes the release's 1024 by the
+# world's features).
 WARMUP = [1e-05] * 7 + [5.0] * 8 + [3.75] * 8 + [1.2500000000000004]
 OFFICIAL = {
     "rn_train": {

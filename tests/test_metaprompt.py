@@ -12,7 +12,9 @@ TRAINER.META.PREC fp32``). "torch2" is the official code as it runs on today's t
 with ``torch.optim.Optimizer.zero_grad`` defaulting to ``set_to_none=False``, as on its torch 1.10.1.
 Losses and accuracies are the values the official ``forward_backward`` returned (full precision), ``lr``
 the printed ones, ``correct`` the per-class test counts, ``logits_*`` its test outputs.
-Regenerate: ``python -m tools.parity Meta_B2N --write-pins`` (and ``Meta_DG``).
+Regenerate: ``python -m tools.parity Meta_B2N --scenario base_to_new_torch2 --scenario base_to_new_torch1
+--write-pins`` and ``python -m tools.parity Meta_DG --scenario pacs_cartoon_torch2 --scenario pacs_cartoon_torch1
+--write-pins`` (the tool's world and command lines are these).
 """
 
 from __future__ import annotations
