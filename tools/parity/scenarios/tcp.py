@@ -49,7 +49,7 @@ SCENARIOS = [
     Scenario(
         "TCP", "cars_seed2", "tcp", TCP_CARS, "TCP/vit_b16_ep100_ctxv1", (Run("train", "stanford_cars"),),
         ("DATASET.NUM_SHOTS", "2", "DATALOADER.TRAIN_X.BATCH_SIZE", "8", "OPTIM.MAX_EPOCH", "2", "OPTIM.LR", "0.01",
-         "TRAINER.COOP.N_CTX", "4", "TRAINER.COOP.CTX_INIT", "True", *SCRIPT),
-        seed=2, shims=SHIMS, note="long class names, 10 classes, image width 128, embedding 32, 'a photo of a', seed 2",
+         "TRAINER.COOP.N_CTX", "4", *SCRIPT),
+        seed=2, shims=SHIMS, note="long class names, 10 classes, image width 128, embedding 32, lr 0.01, seed 2",
     ),  # fmt: skip
 ]
