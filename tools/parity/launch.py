@@ -129,9 +129,9 @@ def shim_module_half_in(filename: str) -> None:
     MaPLe's prompt learner (``trainers/maple.py``) casts its ``proj`` layer to fp16 whatever PREC is; in an
     fp32 run its fp32 prompts then meet fp16 weights, which fails. Other ``Module.half()`` calls are left
     alone: CoCoOp's and MMA's run only in fp16 runs, KgCoOp's meta-network is never in its forward, and
-    TCP's fp16 meta-network is what its fp32 runs compute (ours reproduces it). ``Tensor.half()`` is left alone where it only rounds: a prompt
-    cast to fp16 and concatenated with fp32 tokens is promoted back, which is what the official fp32 runs
-    compute.
+    TCP's fp16 meta-network is what its fp32 runs compute (ours reproduces it). ``Tensor.half()`` is left
+    alone where it only rounds: a prompt cast to fp16 and concatenated with fp32 tokens is promoted back,
+    which is what the official fp32 runs compute.
     """
     half = torch.nn.Module.half
 
