@@ -227,12 +227,12 @@ def shim_adapter_width(module: ModuleType, clip_path: str) -> None:
     and the forward are the release's.
     """
     width = torch.load(clip_path, map_location="cpu", weights_only=True)["text_projection"].shape[1]
-    adapter = module.Adapter
+    init = module.Adapter.__init__
 
-    def sized(c_in: int, reduction: int = 4) -> torch.nn.Module:
-        return adapter(width, reduction)
+    def sized(self: torch.nn.Module, c_in: int, reduction: int = 4) -> None:
+        init(self, width, reduction)
 
-    module.Adapter = sized
+    module.Adapter.__init__ = sized
 
 
 # Shims a scenario asks for by name (Scenario.shims): (the module after whose import it applies, or "" for at
