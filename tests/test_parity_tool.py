@@ -20,6 +20,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from tools.parity import cli, compare, repos, runner, worlds
 from tools.parity.pins import train_steps
@@ -390,9 +391,17 @@ PROBE = {
             raise RuntimeError("no network in a parity run")
     """,
     "release/clip_adapter.py": """
+        import torch
+
         import trainers.tcp
 
         REGISTERED = "CLIP_Adapter"
+
+
+        class Adapter(torch.nn.Module):
+            def __init__(self, c_in, reduction=4):
+                super(Adapter, self).__init__()
+                self.fc = torch.nn.Linear(c_in, c_in // reduction, bias=False)
     """,
     "probe.py": """
         import json
@@ -420,6 +429,7 @@ PROBE = {
             "download": clip._download("https://example.invalid/ViT-B-16.pt"),
             "packaging": str(packaging.version.parse("1.7.1") < packaging.version.parse("2.0")),
             "module": getattr(adapter, "REGISTERED", None),
+            "adapter_in": adapter.Adapter(1024, 4).fc.in_features if adapter else None,  # the release's literal
         }
         print("PROBE " + json.dumps(out))
     """,
@@ -436,7 +446,7 @@ def probe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def probe(folder: Path, *launcher_args: str, script_args: tuple[str, ...] = ()) -> dict:
     """The probe run on the official side through the launcher; what it printed."""
     clip = folder / "world-clip.pt"
-    clip.write_bytes(b"")
+    torch.save({"text_projection": torch.zeros(16, 48)}, clip)  # a world with 48-d features
     cmd = [sys.executable, runner.LAUNCH, "--side", "official", "--record", str(folder / "rec"), "--clip", str(clip),
            "--dassl", str(folder), *launcher_args, "--", "probe.py", *script_args]  # fmt: skip
     done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, env=runner.environment(1))
@@ -453,12 +463,14 @@ def test_the_scenario_shims_apply_only_where_a_scenario_names_them(probe_dir):
     assert plain["download"] == str(probe_dir / "world-clip.pt") and plain["meta_net"] == "torch.float16"
     assert plain["packaging"] == "True"
     release = f"trainers.clip_adapter={probe_dir / 'release' / 'clip_adapter.py'}"
+    assert probe(probe_dir, "--module", release)["adapter_in"] == 1024
     shimmed = probe(probe_dir, "--shim", "adam_eps", "--shim", "zero_grad_keeps_grads", "--shim", "to_cuda",
-                    "--module", release, script_args=("to_cuda",))  # fmt: skip
+                    "--shim", "adapter_width", "--module", release, script_args=("to_cuda",))  # fmt: skip
     assert shimmed["adam_eps"] == 1e-3  # TCP's README edit of Dassl's Adam
     assert shimmed["grad_after_zero_grad"] == [0.0, 0.0]  # torch 1.10's zero_grad (MetaPrompt's torch1)
     assert shimmed["to_cuda"] == "cpu"  # CLIP-Adapter's prompts.to("cuda")
     assert shimmed["module"] == "CLIP_Adapter"  # the release's file imported as CoOp's trainers.clip_adapter
+    assert shimmed["adapter_in"] == 48  # its Adapter(1024, 4) sized by the world's features
 
 
 def test_the_new_methods_scenarios_are_listed_with_their_repositories(capsys):
