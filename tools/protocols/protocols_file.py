@@ -14,7 +14,6 @@ from .layout import PROTOCOLS
 
 __all__ = ["FileError", "read_protocols"]
 
-DECLARED = (*PROTOCOLS, "dg")  # dg: MetaPrompt's leave-one-domain-out setting (no script runs it yet)
 FIX = "fix it as configs/trainers/CoOp/protocols.yaml shows"
 
 
@@ -30,8 +29,8 @@ def _is_config(value: Any) -> bool:
 def _problem(data: dict) -> tuple[str, str] | None:
     """(dotted key, what is wrong) for the first entry of the wrong shape, or None."""
     for key in data:
-        if key not in (*DECLARED, "name", "eval_only", "backbones"):
-            return str(key), f"unknown key '{key}' (keys: name, eval_only, {', '.join(DECLARED)}, backbones)"
+        if key not in (*PROTOCOLS, "name", "eval_only", "backbones"):
+            return str(key), f"unknown key '{key}' (keys: name, eval_only, {', '.join(PROTOCOLS)}, backbones)"
     if not isinstance(data.get("eval_only", False), bool):
         return "eval_only", f"eval_only is {describe(data['eval_only'])}, expected true or false"
     backbones = data.get("backbones", {})
@@ -40,7 +39,7 @@ def _problem(data: dict) -> tuple[str, str] | None:
         for t in backbones.values()
     ):
         return "backbones", "backbones must map each backbone (e.g. rn50) to {published config: its config}"
-    for protocol in DECLARED:
+    for protocol in PROTOCOLS:
         if protocol not in data:
             continue
         entry = data[protocol]
