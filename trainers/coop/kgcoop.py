@@ -34,13 +34,12 @@ from dassl.engine import TRAINER_REGISTRY
 
 from ..base import ConfigError
 from ..logits import clip_logits, l2_normalize
-from ..prompts import TEMPLATES, class_prompts
+from ..prompts import class_prompts
+from ..templates import templates
 from ..text_cache import FrozenFeatures, UnchangedCache
 from . import official
 from .coop import CoOp, CoOpPromptLearner, PromptTrainer
 
-# KgCoOp's templates: CoOp's except DTD.
-KGCOOP_TEMPLATES = {**TEMPLATES, "DescribableTextures": "a photo of a {}, a type of texture."}
 # What the official code initialises the context with whenever CTX_INIT is truthy.
 INIT_WORDS = "a photo of a"
 
@@ -108,9 +107,9 @@ def build_kgcoop(
     cfg: CfgNode, classnames: list[str], clip_model: CLIP, *, template: str | None = None
 ) -> KgCoOpModel:
     """KgCoOp around a frozen ``clip_model`` (draws the context only); ``template``: the teacher's, if the
-    dataset brings one (else KgCoOp's table)."""
+    dataset brings one (else KgCoOp's table, configs/trainers/KgCoOp/templates.yaml)."""
     learner = CoOpPromptLearner(official_context(cfg), classnames, clip_model)
-    prompts = class_prompts(cfg.DATASET.NAME, classnames, KGCOOP_TEMPLATES, template)
+    prompts = class_prompts(cfg.DATASET.NAME, classnames, templates("KgCoOp"), template)
     print(f"Prompts: {prompts}")
     return KgCoOpModel(clip_model, learner, clip.tokenize(prompts))
 
