@@ -226,13 +226,11 @@ class MMRLModel(nn.Module):
         f_0 = None
         if zero_shot:
             with torch.no_grad():
-                z = self._image_blocks(z, start, None, 1).permute(1, 0, 2)
-                f_0 = visual.ln_post(z[:, 0, :]) @ visual.proj
+                f_0 = visual.head(self._image_blocks(z, start, None, 1))
         x = self._image_blocks(x, start, inject, 1 + k)
-        x = x.permute(1, 0, 2)
-        f_c = visual.ln_post(x[:, 0, :]) @ visual.proj
+        f_c = visual.head(x)
         # As the official code: ln_post on each token, then the mean over the K slots.
-        slots = visual.ln_post(x[:, 1 : 1 + len(visual_tokens[0]), :]).mean(dim=1)
+        slots = visual.post(x, slice(1, 1 + k)).mean(dim=1)
         f_r = self.learner.image_encoder(slots, visual.proj)
         return f_c, f_r, f_0
 
@@ -276,12 +274,9 @@ class MMRLModel(nn.Module):
             # BOT and the template's first words are computed once for all rows; rows are grouped by EOT
             # position, so a group's suffix ends at its EOT (no padding), the one position read.
             blocks = list(self.clip.transformer.resblocks[first - 1 :])
-            x = text_at_eot(trunk, eot, self.shared_prefix, blocks, first, injector)
-            return self.clip.ln_final(x).to(self.dtype) @ self.clip.text_projection
+            return self.clip.text_tail(text_at_eot(trunk, eot, self.shared_prefix, blocks, first, injector))
         x = self.clip.transformer(trunk, causal=True, inject=injector, start=first)
-        x = self.clip.ln_final(x.permute(1, 0, 2)).to(self.dtype)
-        read = torch.tensor(eot, device=x.device) + len(text_tokens[0])
-        return x[torch.arange(x.shape[0], device=x.device), read] @ self.clip.text_projection
+        return self.clip.read_text(x, torch.tensor(eot, device=x.device) + len(text_tokens[0]))
 
     def _tokens_and_text(self) -> tuple[list[Tensor], Tensor]:
         """(visual tokens, text features); in inference, kept until a learnable tensor changes (step, load, move)."""
