@@ -31,7 +31,6 @@ run (the model gets no label in training mode), ours runs amp as the other metho
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 
 import torch
@@ -40,13 +39,13 @@ from yacs.config import CfgNode
 
 from clip import clip
 from clip.fast import SharedPrefixText, text_at_eot
-from clip.model import CLIP, RESNET, VIT, BlockHooks, CLIPConfig, QuickGELU, convert_weights
+from clip.model import CLIP, RESNET, VIT, BlockHooks, CLIPConfig, QuickGELU
 from dassl.engine import TRAINER_REGISTRY
 from dassl.optim import build_optimizer
 
 from ..base import ConfigError
 from ..coop.coop import CoOp, PromptModel, PromptTrainer, context_init
-from ..coop.kgcoop import INIT_WORDS, kgcoop_loss, official_context
+from ..coop.kgcoop import INIT_WORDS, kgcoop_loss, official_context, teacher_features
 from ..logits import clip_logits, l2_normalize
 from ..prompts import ClassPrompts, class_prompts
 from ..templates import templates
@@ -123,17 +122,9 @@ class TCPModel(PromptModel):
         self.eval_text = UnchangedCache()
 
     def encode_teacher(self) -> Tensor:
-        """Normalised features of the templates, over all 77 positions (computed once).
-
-        With ``released_teacher``, by the released fp16 CLIP (a copy in OpenAI's fp16 layout when the run's
-        CLIP is fp32, whose weights are those fp16 values cast up): the official code's second CLIP.
-        """
-        encoder = self.clip
-        if self.released_teacher and encoder.dtype != torch.float16:
-            encoder = copy.deepcopy(encoder)
-            convert_weights(encoder)
-        tokens = self.teacher_tokens
-        return l2_normalize(encoder.pool_text(encoder.encode_text_tokens(tokens), tokens.argmax(dim=-1)))
+        """Normalised features of the templates, over all 77 positions (computed once); with ``released_teacher``
+        by the released fp16 CLIP: the official code's second CLIP (``kgcoop.teacher_features``)."""
+        return teacher_features(self.clip, self.teacher_tokens, self.released_teacher)
 
     def class_features(self) -> Tensor:
         """Normalised text features of every class's prompt, with its class-aware tokens: over the official
@@ -171,7 +162,7 @@ def fast_text(clip_model: CLIP, prompts: Tensor, eot: list[int], tokens: Tensor,
         x = torch.cat([trunk.prefix.expand(-1, n, -1), trunk.packed.view(length - shared, n, -1)])
     x = ClassAwareTokens(tokens, block).before(block, x)
     rows = text_at_eot(x, eot, 1, blocks[block - 1 :], first=block)
-    return clip_model.ln_final(rows).to(clip_model.dtype) @ clip_model.text_projection
+    return clip_model.text_tail(rows)
 
 
 def check_settings(s: CfgNode) -> None:
