@@ -361,3 +361,15 @@ def test_parse_test_res_report_and_demo_table_show_the_same_numbers(tmp_path, ca
     line = next(line for line in render_text(table).splitlines() if line.startswith("MMRL "))
     assert line.split()[1:7] == [*expected["base"].split(), *expected["new"].split()]
     assert rows["MMRL"]["base"] == pytest.approx(statistics.mean(base))
+
+
+def test_a_model_selected_on_the_test_set_is_flagged(tmp_path):
+    """ProVP's official protocol (TRAINER.COOP.SELECT_ON_TEST) reports the best epoch on the test set: said so."""
+    tail = ("dtd", "shots_16", "ProVP", "vit_b16_b2n_ep100", "seed1")
+    write_metrics(run_dir(tmp_path, B2N, "train_base", *tail), 80, task="B2N", subsample="base",
+                  selection="best_test", epoch=37)  # fmt: skip
+    write_metrics(run_dir(tmp_path, B2N, "train_base", "dtd", "shots_16", "ProVP", "vit_b16_b2n_ep100", "seed2"), 79,
+                  task="B2N", subsample="base")  # fmt: skip
+    report.main([str(tmp_path)])
+    flagged = [line for line in (tmp_path / "report.md").read_text().splitlines() if "selected on the test set" in line]
+    assert len(flagged) == 1 and "(the best of its epochs, 37)" in flagged[0] and "/seed1" in flagged[0], flagged
