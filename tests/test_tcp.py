@@ -224,8 +224,8 @@ def test_frozen_class_features_are_the_released_fp16_clip_s(tiny_path: str) -> N
 
 def test_the_official_templates() -> None:
     """TCP's two tables (trainers/tcp.py of the official code: CUSTOM_TEMPLATES_ori, CUSTOM_TEMPLATES), as
-    configs/trainers/TCP/templates.yaml and prompt_templates.yaml hold them."""
-    teacher, prompt = templates("TCP").datasets, templates("TCP", "prompt_templates").datasets
+    configs/trainers/TCP/templates.yaml holds them (teacher, prompts)."""
+    teacher, prompt = templates("TCP", "teacher").datasets, templates("TCP").datasets
     assert teacher["FGVCAircraft"] == "a photo of an aircraft {}."
     assert teacher["Food101"] == "a photo of a {}, a type of food."
     assert teacher["DescribableTextures"] == "a photo of a {}, a type of texture."

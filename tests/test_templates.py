@@ -1,5 +1,5 @@
-"""Per-dataset prompt templates are data (configs/templates.yaml, configs/trainers/<TRAINER>/*.yaml), equal to the
-official code's tables, and no Python file of the repo holds a per-dataset table again."""
+"""Per-dataset prompt templates are data (configs/templates.yaml, configs/trainers/<TRAINER>/templates.yaml), equal
+to the official code's tables, and no Python file of the repo holds a per-dataset table again."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from dassl.user_files import FileError
 from trainers import templates as templates_module
 from trainers.coop.zsclip import dataset_templates
 from trainers.prompts import class_prompts
-from trainers.templates import ensemble_templates, templates
+from trainers.templates import dataset_list, template_list, templates
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -48,10 +48,22 @@ def test_coop_table_is_the_official_one() -> None:
     assert class_prompts("MyData", ["owl"]) == ["a photo of a owl."]
 
 
+def test_provp_table_rewords_five_datasets() -> None:
+    """CUSTOM_TEMPLATES in ProVP/trainers/provp.py of github MCG-NJU/ProVP (commit 837b8fb3), copied from there."""
+    reworded = {
+        "OxfordPets": "a type of pet, a photo of a {}.",
+        "OxfordFlowers": "a type of flower, a photo of a {}.",
+        "FGVCAircraft": "a type of aircraft, a photo of a {}.",
+        "DescribableTextures": "a texture of {}.",
+        "Food101": "a type of food, a photo of {}.",
+    }
+    assert dict(templates("ProVP").datasets) == {**COOP_OFFICIAL, **reworded}
+
+
 def test_kgcoop_table_differs_from_coop_on_dtd_only() -> None:
     """CUSTOM_TEMPLATES in KgCoOp/trainers/kgcoop.py of github htyao89/KgCoOp (commit c43ccc32): CoOp's table
     with DescribableTextures "a photo of a {}, a type of texture."."""
-    kgcoop = dict(templates("KgCoOp").datasets)
+    kgcoop = dict(templates("KgCoOp", "teacher").datasets)
     assert kgcoop.pop("DescribableTextures") == "a photo of a {}, a type of texture."
     assert kgcoop == {k: v for k, v in COOP_OFFICIAL.items() if k != "DescribableTextures"}
 
@@ -61,7 +73,8 @@ def test_zeroshot_ensemble_is_the_official_one() -> None:
     its order; its trainers/zsclip.py adds the dataset's CUSTOM_TEMPLATES entry unless DATASET.NAME is ImageNet."""
     official = ["itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.",
                 "a {} in a video game.", "art of the {}.", "a photo of the small {}."]  # fmt: skip
-    assert list(ensemble_templates("ZeroshotCLIP2")[0]) == official
+    assert list(template_list("ZeroshotCLIP2", "ensemble")) == official
+    assert dataset_list("ZeroshotCLIP2", "without_own_template") == {"ImageNet"}
     assert dataset_templates("ImageNet", ensemble=True) == official
     assert dataset_templates("EuroSAT", ensemble=True) == [*official, "a centered satellite photo of {}."]
     assert dataset_templates("ImageNet", ensemble=True, template="a {} bird.") == [*official, "a {} bird."]
@@ -71,9 +84,11 @@ def test_zeroshot_ensemble_is_the_official_one() -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ('default: "a photo of a {}."\nEuroSAT: "a satellite photo."\n', "EuroSAT"),
-        ('EuroSAT: "a satellite photo of {}."\n', "'default'"),
-        ("default: {}\n", "for default"),
+        ('prompts:\n  default: "a photo of a {}."\n  EuroSAT: "a satellite photo."\n', "prompts.EuroSAT"),
+        ('prompts:\n  default: "a {}."\n  ImageNet: ["itap of a {}.", "art."]\n', "prompts.ImageNet[1]"),
+        ('prompts:\n  EuroSAT: "a satellite photo of {}."\n', "'default' entry under 'prompts'"),
+        ('teacher:\n  default: "a photo of a {}."\n', "under 'prompts'"),
+        ('- "a photo of a {}."\n', "a mapping of names"),
     ],
 )
 def test_a_broken_table_names_the_file_and_entry(tmp_path, monkeypatch, text: str, problem: str) -> None:

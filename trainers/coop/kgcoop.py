@@ -116,7 +116,7 @@ def build_kgcoop(
     """KgCoOp around a frozen ``clip_model`` (draws the context only); ``template``: the teacher's, if the
     dataset brings one (else KgCoOp's table, configs/trainers/KgCoOp/templates.yaml)."""
     learner = CoOpPromptLearner(official_context(cfg), classnames, clip_model)
-    prompts = class_prompts(cfg.DATASET.NAME, classnames, templates("KgCoOp"), template)
+    prompts = class_prompts(cfg.DATASET.NAME, classnames, templates("KgCoOp", "teacher"), template)
     print(f"Prompts: {prompts}")
     return KgCoOpModel(clip_model, learner, clip.tokenize(prompts))
 

@@ -24,7 +24,7 @@ from dassl.engine import TRAINER_REGISTRY
 from ..base import CLIPTrainer
 from ..logits import clip_logits, l2_normalize
 from ..prompts import class_prompts, prompt_template
-from ..templates import ensemble_templates
+from ..templates import dataset_list, template_list
 from ..text_cache import FrozenFeatures
 
 
@@ -57,13 +57,13 @@ class ZeroshotModel(nn.Module):
 
 
 def dataset_templates(dataset: str, ensemble: bool, template: str | None = None) -> list[str]:
-    """The dataset's template, or ZeroshotCLIP2's ensemble (configs/trainers/ZeroshotCLIP2/ensemble.yaml) plus the
+    """The dataset's template, or ZeroshotCLIP2's ensemble (configs/trainers/ZeroshotCLIP2/templates.yaml) plus the
     dataset's template, except CoOp's on the datasets the file names (ImageNet)."""
     own = prompt_template(dataset, template)
     if not ensemble:
         return [own]
-    chosen, without_own = ensemble_templates("ZeroshotCLIP2")
-    return [*chosen, *([] if dataset in without_own and not template else [own])]
+    without_own = dataset_list("ZeroshotCLIP2", "without_own_template")
+    return [*template_list("ZeroshotCLIP2", "ensemble"), *([] if dataset in without_own and not template else [own])]
 
 
 def build_zeroshot(

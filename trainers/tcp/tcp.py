@@ -1,8 +1,8 @@
 """TCP (Yao et al., CVPR 2024): Textual-based Class-aware Prompt tuning.
 
-CoOp's context (4 vectors) in per-dataset prompts (configs/trainers/TCP/prompt_templates.yaml), plus
+CoOp's context (4 vectors) in per-dataset prompts (configs/trainers/TCP/templates.yaml), plus
 class-aware tokens: a small meta-network (the paper's Textual Knowledge Embedding) maps each class's frozen
-CLIP text feature, of a hand-written template (configs/trainers/TCP/templates.yaml), to 4 tokens that
+CLIP text feature, of a hand-written template (its teacher table), to 4 tokens that
 replace the context's rows before a middle text block (the 9th). The image tower is frozen and unprompted.
 Loss = cross-entropy + 8 * (1 - mean over classes of cos(learned class feature, frozen class feature)),
 KgCoOp's regulariser at TCP's fixed weight. TCP shares CoOp's node
@@ -69,7 +69,7 @@ class TCPPromptLearner(ClassPrompts):
         else:
             ctx, stand_in = context_init(width, settings.N_CTX, settings.CTX_INIT, clip_model)
         print(f'Initial context: "{stand_in}"')
-        template = templates("TCP", "prompt_templates").template(cfg.DATASET.NAME)
+        template = templates("TCP").template(cfg.DATASET.NAME)
         super().__init__(classnames, stand_in, N_TOKENS, clip_model, template=template)
         self.ctx = nn.Parameter(ctx)
         layers = [
@@ -208,13 +208,13 @@ def build_tcp(
 ) -> TCPModel:  # fmt: skip
     """TCP around a frozen ``clip_model``: draws the context (unless ``init``, the context the official build
     draws, is given) and then the meta-network. ``template``: the frozen class features' template if the
-    dataset brings one (else TCP's table, configs/trainers/TCP/templates.yaml)."""
+    dataset brings one (else TCP's teacher table, configs/trainers/TCP/templates.yaml)."""
     check_settings(cfg.TRAINER.COOP)
     check_layer(cfg.TRAINER.COOP.CLASS_AWARE_LAYER, len(clip_model.transformer.resblocks))
     cfg = official_context(cfg)
     settings = cfg.TRAINER.COOP
     learner = TCPPromptLearner(cfg, classnames, clip_model, init)
-    prompts = class_prompts(cfg.DATASET.NAME, classnames, templates("TCP"), template)
+    prompts = class_prompts(cfg.DATASET.NAME, classnames, templates("TCP", "teacher"), template)
     released = settings.META_NET_PREC == "fp16"
     return TCPModel(clip_model, learner, clip.tokenize(prompts), settings.CLASS_AWARE_LAYER, released)
 
