@@ -58,8 +58,9 @@ def _ablation_problem(name: Any, entry: Any) -> tuple[str, str] | None:
         return f"{at}.key" if "key" in entry else at, (
             f"{at}.key is {describe(entry.get('key'))}, expected a config key such as TRAINER.MMRL.REG_WEIGHT")
     values = entry.get("values")
-    labelled = values.items() if isinstance(values, dict) else ((v, v) for v in values or [])
-    if not isinstance(values, (list, dict)) or not values or not all(
+    listed = values if isinstance(values, list) else []
+    labelled = values.items() if isinstance(values, dict) else [(v, v) for v in listed]
+    if not isinstance(values, (list, dict)) or not values or not all(  # a label is a folder name
         isinstance(label, (int, float, str)) and NAME.fullmatch(str(label)) and _is_scalar(v) for label, v in labelled
     ):
         return f"{at}.values" if "values" in entry else at, (
