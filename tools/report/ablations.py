@@ -16,7 +16,7 @@ from tools.protocols.layout import DATASETS, find_ablation_dirs
 from .aggregate import DISPLAY, ORDER, Results, average, results_of
 from .collect import collect_runs
 from .stats import harmonic_mean
-from .tables import Table, _csv_row, _delta, _fmt
+from .tables import Table, _csv_row, _delta, _fmt, flags
 
 PROTOCOL = "ablation"  # the tables' protocol (python -m tools.report --show ablation)
 
@@ -36,8 +36,8 @@ def _order(labels: Sequence[str]) -> list[str]:
 
 
 def paper_source(method: str, name: str) -> str:
-    """Where the paper prints this ablation (``MMRL Table 8``), or ``not published``."""
-    tables = sorted({f"{n.paper} {n.table}" for n in paper_numbers.numbers(method, "ablation")
+    """Where the paper prints this ablation (``Table 8``), or ``not published``."""
+    tables = sorted({n.table for n in paper_numbers.numbers(method, "ablation")
                      if n.setting.partition("=")[0] == name})  # fmt: skip
     return ", ".join(tables) or "not published"
 
@@ -77,18 +77,32 @@ def _average_row(table: Table, setting: str, res: Results, method: str, datasets
     table.csv_rows.append(_csv_row(PROTOCOL, table.title, setting, "average", None, "hm", mean=hm))
 
 
-def ablation_tables(root: str, seeds: Sequence[int] | None = None, outlier_points: float = 3.0) -> list[Table]:
-    """One table per ablation found under ``root/ablation/`` (none when there is none)."""
-    found: dict[str, dict[str, Results]] = {}
+Ablations = dict[str, dict[str, Results]]  # name -> value (folder name) -> that value's results
+
+
+def load_ablations(root: str, seeds: Sequence[int] | None = None, outlier_points: float = 3.0) -> Ablations:
+    """The finished runs of every ablation value under ``root/ablation/``, grouped into cells as the report does."""
+    found: Ablations = {}
     for name, label, folder in find_ablation_dirs(root):
         runs, notes = collect_runs(folder)
         if runs:
             found.setdefault(name, {})[label] = results_of(runs, notes, seeds, outlier_points)
+    return found
+
+
+def ablation_flags(found: Ablations) -> list[str]:
+    """The flags of each value's cells (missing and outlier seeds, ...), each line naming its ablation and value."""
+    return [f"ablation {name}={label}: {line}" for name, by_value in found.items()
+            for label in _order(list(by_value)) for line in flags(by_value[label])]  # fmt: skip
+
+
+def ablation_tables(found: Ablations) -> list[Table]:
+    """One table per ablation (none when there is none)."""
     tables = []
     for name, by_value in found.items():
         methods = sorted({m for res in by_value.values() for m in res.methods("base2new")}, key=str.lower)
         sources = "; ".join(f"{m}: {paper_source(m, name)}" for m in methods)
-        title = f"Ablation {name} (base-to-novel, accuracy %, mean ± std over seeds; paper values: {sources})"
+        title = f"Ablation {name} (base-to-novel, accuracy %, mean ± std over seeds; paper HM: {sources})"
         header = ["Dataset", "Setting", "Base", "Novel", "HM", "Paper HM", "Δ HM"]
         table = Table(PROTOCOL, title, header, [])
         datasets = sorted({d for res in by_value.values() for d in res.datasets("base2new")},
