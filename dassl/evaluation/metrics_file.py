@@ -15,6 +15,8 @@ Fields (``schema`` 1)::
     model: {selection: last|best_val|best_test|epoch|initial|weights, epoch: int|None, model_dir: str|None}
     config_sha256: sha256 of the resolved config as dumped (cfg.dump())
     split: {rebuilt: bool, source: str|None}    (whether the dataset's split file was rebuilt here)
+    domains: {source: [...], target: [...]}|None (a domain-generalisation dataset's trained and held-out
+             domains; None for a dataset without domains)
     output_dir, written_at (UTC, ISO 8601)
 """
 from __future__ import annotations
@@ -123,8 +125,17 @@ def run_metadata(
             "rebuilt": bool(getattr(dataset, "split_rebuilt", False)),
             "source": getattr(dataset, "split_source", None),
         },
+        "domains": _domains(dataset),
         "output_dir": osp.abspath(cfg.OUTPUT_DIR),
     }
+
+
+def _domains(dataset: Any) -> dict[str, list[str]] | None:
+    """The source and target domains a DG dataset resolved (``DATASET.ID`` or the domain lists), if it has them."""
+    target = getattr(dataset, "target_domains", None)
+    if not target:
+        return None
+    return {"source": list(getattr(dataset, "source_domains", [])), "target": list(target)}
 
 
 def write_metrics(path: str, results: Mapping[str, Any], run_info: Mapping[str, Any]) -> None:

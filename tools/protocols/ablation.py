@@ -114,6 +114,6 @@ def ablation_plan(
         for label, value in chosen:
             out = ablation_dir(output, name, label)
             option = [*opts, a.key, value]
-            for cell in plan(PROTOCOL, [method], out, root, sets, run_seeds, (), option, phases, backbone):
+            for cell in plan(PROTOCOL, [method], out, root, sets, run_seeds, None, option, phases, backbone):
                 cells.append(Cell(f"{name}={label}/{cell.name}", cell.output_dir, cell.args, cell.after))
     return cells
