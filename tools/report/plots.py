@@ -209,7 +209,7 @@ def plot_base_to_novel(res: Results, out_dir: str) -> list[str]:
     n_datasets = len(groups) - ("average" in groups)
     names = [DISPLAY[d] if d == "average" and "average" in paper_groups else
              f"Average ({n_datasets} datasets)" if d == "average" else DISPLAY.get(d, d) for d in groups]  # fmt: skip
-    width_in = max(6.0, 0.2 * len(groups) * len(columns) + 2.0)
+    width_in = max(4.5, 0.2 * len(groups) * len(columns) + 2.5)
     fig, axes = plt.subplots(3, 1, figsize=(width_in, 7.5), sharex=True, squeeze=False)
     for k, (ax, title) in enumerate(zip(axes.flat, ("Base", "Novel", "HM"))):
         for i, c in enumerate(columns):
@@ -243,8 +243,9 @@ def plot_base_to_novel(res: Results, out_dir: str) -> list[str]:
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    ncol = min(len(labels), max(1, int(width_in / 1.8)))
+    ncol = min(len(labels), max(3, int(width_in / 1.6)))
     fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
-    fig.suptitle("Base-to-novel: mean over seeds, error bars one std over seeds", fontsize=10)
+    where = f" on {names[0]}" if len(groups) == 1 else ""
+    fig.suptitle(f"Base-to-novel{where}: mean over seeds,\nerror bars one std over seeds", fontsize=10)
     fig.tight_layout(rect=(0, 0.03 * math.ceil(len(labels) / ncol) + 0.01, 1, 1))
     return _save_figure(fig, out_dir, "base_to_novel")

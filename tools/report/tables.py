@@ -81,7 +81,7 @@ def base_to_novel_table(res: Results) -> Table | None:
                     for d in datasets
                     if (b := res.get("base2new", m, d, "base")) and (n := res.get("base2new", m, d, "novel"))
                 }
-                if not paired:
+                if len(paired) < 2:  # the average of one dataset would only repeat its row
                     continue
                 pairs = list(paired.values())
                 # The paper's average is over its 11 datasets: beside a partial average it would mislead.
