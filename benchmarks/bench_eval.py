@@ -6,14 +6,15 @@ CLIP of ViT-B/16 shapes. Two paths of the same model and weights, interleaved ro
 - ``official``: what the official code computes per test batch, on our modules in the official op order
   (``EXACT True``: prompts at 77 tokens). Read from the official repositories: CoOp, CoCoOp and KgCoOp
   (KaiyangZhou/CoOp, htyao89/KgCoOp), TCP (htyao89/Textual-based_Class-aware_prompt_tuning), IVLP and MaPLe
-  (muzairkhattak/multimodal-prompt-learning) and PromptSRC (muzairkhattak/PromptSRC) encode the text of
-  every class again for every batch (CoCoOp for every image); zero-shot CLIP, VPT, MMA
-  (ZjjConan/Multi-Modal-Adapter, after its first batch) and the
-  masked-MHA adapter (dqmis/clip-mma) keep their text features; MMRL (yunncheng/MMRL) keeps them after
-  its first batch and runs all 12 image blocks; lpclip scores image features with scikit-learn's
-  decision function (float64 numpy). Each trainer states it (``OFFICIAL_TEST_STEP``, and where its
-  model's forward does less, ``official_test_step``); ``OFFICIAL_STEP`` holds the statements of the
-  methods written before trainers declared them.
+  (muzairkhattak/multimodal-prompt-learning), PromptSRC (muzairkhattak/PromptSRC) and MetaPrompt
+  (Vill-Lab/2024-TIP-MetaPrompt, which also runs the frozen image tower beside the prompted one) encode the
+  text of every class again for every batch (CoCoOp for every image); zero-shot CLIP, VPT, ProVP
+  (MCG-NJU/ProVP), MMA (ZjjConan/Multi-Modal-Adapter, after its first batch) and the masked-MHA adapter
+  (dqmis/clip-mma) keep their text features; MMRL (yunncheng/MMRL) keeps them after its first batch and runs
+  all 12 image blocks; lpclip scores image features with scikit-learn's decision function (float64 numpy).
+  Each trainer states it (``OFFICIAL_TEST_STEP``, and where its model's forward does less,
+  ``official_test_step``); ``OFFICIAL_STEP`` holds the statements of the methods written before trainers
+  declared them.
 - ``ours``: the trainer's own ``model_inference`` under ``torch.no_grad()``, as Dassl's test loop, with
   the default settings (``EXACT False``).
 
@@ -62,6 +63,7 @@ OFFICIAL_STEP = {
     "MaPLe": PROMPTED,
     "PromptSRC": PROMPTED,
     "VPT": "text features fixed at build; prompted image tower",
+    "ProVP": "text features fixed at build; prompted image tower",
     "ZeroshotCLIP": "text features fixed at build; image tower",
     "ZeroshotCLIP2": "ensembled text features fixed at build; image tower",
     "MultiModalAdapter": "text features kept after the first batch; adapted image tower",
@@ -69,6 +71,8 @@ OFFICIAL_STEP = {
     "LinearProbeCLIP": "image tower; scikit-learn decision function (float64 numpy)",
     "MMRL": "text features kept after the first batch; image tower, all 12 blocks, with the tokens",
     "MMRLpp": "text features kept after the first batch; image tower, all 12 blocks, with the tokens",
+    "Meta_B2N": PROMPTED + " and the frozen one; zero-shot head encoded at build",
+    "Meta_DG": PROMPTED + " and the frozen one; zero-shot head encoded at build",
 }
 
 
@@ -113,6 +117,9 @@ class Bench:
             return logits
         if name == "TCP":  # the official forward encodes the prompts again for every batch
             return model(image, text=model.class_features())[0]
+        if name in ("Meta_B2N", "Meta_DG"):  # ours keeps the class features at evaluation; the official forward
+            frozen = model.frozen_image_features(image)  # encodes them again for every batch
+            return 0.5 * (model.image_logits(image) + model.text_logits(frozen))
         if name == "LinearProbeCLIP":
             features = self.clip.encode_image(image.type(self.clip.dtype)).double().cpu().numpy()
             head = model.learner

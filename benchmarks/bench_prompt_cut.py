@@ -35,12 +35,14 @@ from trainers.text_cache import FrozenFeatures
 
 # PromptSRC is IVLP's prompts plus losses; its build alone encodes 60 templates x 124 classes at ViT-B/16
 # (minutes on a CPU), so it is measured only when asked for (--methods PromptSRC).
-METHODS = ("CoOp", "CoCoOp", "KgCoOp", "TCP", "IVLP", "MaPLe", "MultiModalAdapter")
+METHODS = ("CoOp", "CoCoOp", "KgCoOp", "TCP", "IVLP", "MaPLe", "MultiModalAdapter", "Meta_B2N", "Meta_DG")
 PATHS = ("exact", "cut")
 BACKBONES = {"vit_b16": (VIT_B16, METHODS), "rn50": (RN50, ("CoOp",))}
 
 
 def build(name: str, clip_model: CLIP) -> torch.nn.Module:
+    """The method's model; frozen features it computes once (MetaPrompt's zero-shot head, KgCoOp's teacher)
+    are computed here, outside the measured steps."""
     model = clip_trainers()[name].model_factory(config_for(name, "imagenet"), IMAGENET, clip_model).train()
     if clip_model.config.family == RESNET:
         clip_model.eval()  # as the trainers keep it: BatchNorm on its statistics

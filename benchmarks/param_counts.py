@@ -47,7 +47,7 @@ def config_for(name: str, dataset: str = "imagenet") -> CfgNode:
     cfg = get_cfg_default()
     extend_cfg(cfg)
     cfg.merge_from_file(str(REPO / "configs" / "datasets" / f"{dataset}.yaml"))
-    entry = next(protocols[p] for p in ("base2new", "few_shot", "cross_datasets") if p in protocols)
+    entry = next(protocols[p] for p in ("base2new", "few_shot", "cross_datasets", "dg") if p in protocols)
     config = entry["config"] if isinstance(entry["config"], str) else entry["config"][max(entry["config"])]
     cfg.merge_from_file(str(folder / f"{config}.yaml"))
     cfg.merge_from_list(["TRAINER.NAME", name, *[str(v) for v in entry.get("opts", [])]])

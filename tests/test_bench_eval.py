@@ -16,9 +16,10 @@ BATCH = 3
 
 def text_passes(step: str) -> int:
     """Passes of the text transformer per official test batch, all at 77 tokens, that the method's statement
-    of its official step implies: the CoOp family, TCP, IVLP, MaPLe, PromptSRC and CLIP-Adapter encode every class
-    prompt "every batch" (CoCoOp "for every image"); the others keep features encoded once (zero-shot CLIP,
-    VPT, the masked-MHA adapter at build; MMA and MMRL after the first batch) or have no text (linear probe)."""
+    of its official step implies: the CoOp family, TCP, IVLP, MaPLe, PromptSRC, MetaPrompt and CLIP-Adapter
+    encode every class prompt "every batch" (CoCoOp "for every image"); the others keep features encoded once
+    (zero-shot CLIP, VPT, ProVP, the masked-MHA adapter at build; MMA and MMRL after the first batch) or have
+    no text (linear probe)."""
     if "for every image" in step:
         return BATCH
     return 1 if "every batch" in step else 0

@@ -47,7 +47,7 @@ def setup(tmp_path_factory) -> tuple[str, str]:
 
 def config_file(trainer: str) -> str:
     with open(osp.join(REPO, "configs", "trainers", trainer, "protocols.yaml")) as f:
-        entry = (lambda p: p.get("base2new") or p["few_shot"])(yaml.safe_load(f))
+        entry = (lambda p: p.get("base2new") or p.get("few_shot") or p["dg"])(yaml.safe_load(f))
     config = entry["config"] if isinstance(entry["config"], str) else entry["config"][max(entry["config"])]
     return osp.join(REPO, "configs", "trainers", trainer, f"{config}.yaml")
 

@@ -42,7 +42,7 @@ def setup(tmp_path_factory) -> tuple[str, str]:
 def argv(name: str, setup: tuple[str, str], out: str, *flags: str, opts: tuple[str, ...] = ()) -> list[str]:
     """train.py's arguments for ``name`` with its base-to-novel (else 16-shot) config from protocols.yaml."""
     with open(osp.join(REPO, "configs", "trainers", name, "protocols.yaml")) as f:
-        entry = (lambda p: p.get("base2new") or p["few_shot"])(yaml.safe_load(f))
+        entry = (lambda p: p.get("base2new") or p.get("few_shot") or p["dg"])(yaml.safe_load(f))
     config = entry["config"] if isinstance(entry["config"], str) else entry["config"][max(entry["config"])]
     tiny, root = setup
     return [

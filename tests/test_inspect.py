@@ -71,6 +71,8 @@ def expected_depths(name: str, cfg) -> list[int]:
         return list(range(node.MAPLE.PROMPT_DEPTH))
     if name in ("MMRL", "MMRLpp"):  # before each 1-based REP_LAYER
         return [layer - 1 for layer in node[name].REP_LAYERS]
+    if name in ("Meta_B2N", "Meta_DG"):  # one slice per prompted layer, the first with the word embeddings
+        return list(range(node.META.LAYERS))
     return []  # VPT (image prompts), adapters, the linear probe, zero-shot CLIP
 
 

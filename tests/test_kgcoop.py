@@ -109,7 +109,8 @@ def test_kgcoop_shares_coops_node_and_adds_w():
     assert KgCoOp.NODE == CoOp.NODE == "COOP"
     assert KgCoOp.DEFAULTS == {**CoOp.DEFAULTS, "W": 1.0}
     cfg = get_cfg_default()
-    extend_cfg(cfg)  # the union of the node's methods (TCP's too): a KgCoOp YAML file and a CoOp one both merge
+    # The union of the node's methods (TCP's and ProVP's too): a KgCoOp YAML file and a CoOp one both merge.
+    extend_cfg(cfg)
     assert {**CoOp.DEFAULTS, "W": 1.0}.items() <= dict(cfg.TRAINER.COOP).items()
 
 

@@ -368,3 +368,15 @@ def test_parse_test_res_report_and_demo_table_show_the_same_numbers(tmp_path, ca
     zero_shot = next(line for line in lines if line.startswith(ZERO_SHOT))
     assert zero_shot.split()[-3:] == ["25.33", "36.34", f"{2 * 25.333 * 36.336 / (25.333 + 36.336):.2f}"]
     assert rows[ZERO_SHOT] == pytest.approx({"base": 25.333, "base_std": 0, "new": 36.336, "new_std": 0})
+
+
+def test_a_model_selected_on_the_test_set_is_flagged(tmp_path):
+    """ProVP's official protocol (TRAINER.COOP.SELECT_ON_TEST) reports the best epoch on the test set: said so."""
+    tail = ("dtd", "shots_16", "ProVP", "vit_b16_b2n_ep100", "seed1")
+    write_metrics(run_dir(tmp_path, B2N, "train_base", *tail), 80, task="B2N", subsample="base",
+                  selection="best_test", epoch=37)  # fmt: skip
+    write_metrics(run_dir(tmp_path, B2N, "train_base", "dtd", "shots_16", "ProVP", "vit_b16_b2n_ep100", "seed2"), 79,
+                  task="B2N", subsample="base")  # fmt: skip
+    report.main([str(tmp_path)])
+    flagged = [line for line in (tmp_path / "report.md").read_text().splitlines() if "selected on the test set" in line]
+    assert len(flagged) == 1 and "(the best of its epochs, 37)" in flagged[0] and "/seed1" in flagged[0], flagged

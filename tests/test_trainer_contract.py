@@ -52,10 +52,11 @@ def setup(request, tmp_path_factory, tiny_clip, synthetic_data) -> tuple[str, st
 
 
 def base2new_config(trainer: str) -> tuple[str, list[str]]:
-    """The method's base-to-novel config and options; for a few-shot-only method, its 16-shot one."""
+    """The method's base-to-novel config and options; for a few-shot-only method, its 16-shot one; for a
+    domain-generalisation-only one (Meta_DG), its DG one."""
     with open(osp.join(REPO, "configs", "trainers", trainer, "protocols.yaml")) as f:
         protocols = yaml.safe_load(f)
-    entry = protocols.get("base2new") or protocols["few_shot"]
+    entry = protocols.get("base2new") or protocols.get("few_shot") or protocols["dg"]
     config = entry["config"] if isinstance(entry["config"], str) else entry["config"][max(entry["config"])]
     opts = [str(v) for v in entry.get("opts", [])]
     return osp.join(REPO, "configs", "trainers", trainer, f"{config}.yaml"), opts

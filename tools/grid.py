@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="+", required=True)
     p.add_argument("--datasets", nargs="+", default=None, help="default: all of the protocol's")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    p.add_argument("--shots", nargs="+", type=int, default=[1, 2, 4, 8, 16])
+    p.add_argument("--shots", nargs="+", type=int, default=None,
+                   help="shots per class of few_shot and dg (default: 1 2 4 8 16; dg: 1 5)")
     p.add_argument("--root", required=True, help="the datasets folder (train.py --root)")
     p.add_argument("--output", required=True)
     p.add_argument("--executor", choices=("local", "slurm", "submitit-local"), default="local")

@@ -15,7 +15,9 @@ Where the tokens are found (the official checkpoint names, which every method ke
 - ``*compound_prompts_text.<k>``: MaPLe's deep text prompts at depth k + 1;
 - a ``representation_learner`` (MMRL, MMRL++): the text projection of the representation space,
   F_i^t(R), at depth REP_LAYER_i - 1. For MMRL++ these are the tokens written in, before its residual
-  blend with the previous layer's outputs.
+  blend with the previous layer's outputs;
+- a learner whose prompts do not fit these names says where they enter itself, with
+  ``text_token_sets() -> [(name, depth, vectors)]`` (MetaPrompt: one tensor, a slice per layer).
 Image-side prompts (VPT, MMRL's visual tokens) live in the image tower, where no words are: not shown.
 """
 from __future__ import annotations
@@ -55,6 +57,11 @@ def learned_text_tokens(
     ``rep_layers``: MMRL's REP_LAYERS (1-based blocks before which its tokens enter), for a learner that
     has a ``representation_learner``.
     """
+    declared = getattr(learner, "text_token_sets", None)
+    if declared is not None:
+        with torch.no_grad():
+            sets = [TokenSet(name, depth, v.detach().float().cpu(), _numbered(len(v))) for name, depth, v in declared()]
+        return sorted(sets, key=lambda s: s.depth)
     sets: list[TokenSet] = []
     with torch.no_grad():
         for key, value in learner.state_dict().items():

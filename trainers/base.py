@@ -3,6 +3,7 @@
 A method is a ``CLIPTrainer`` subclass registered in dassl's ``TRAINER_REGISTRY`` that declares
 - ``NODE`` and ``DEFAULTS``: its config node ``cfg.TRAINER.<NODE>`` and that node's keys with the
   official defaults (its per-dataset values, if any, are ``configs/trainers/<TRAINER>/datasets.yaml``);
+  ``EXTRA_KEYS`` only for keys its official files set outside the node;
 - ``LEARNER_NAME``, the name its learnable module is registered (and checkpointed) under;
 - ``model_factory(cfg, classnames, clip_model, *, template=None) -> nn.Module``, a plain function that
   builds the model around a frozen CLIP (``template``: the dataset's own prompt template, if it brings
@@ -21,6 +22,8 @@ checkpoints (ours and the official code's, ``--load-epoch``, ``model-best``) and
 
 from __future__ import annotations
 
+import functools
+import operator
 import os.path as osp
 import pickle
 import zipfile
@@ -51,6 +54,7 @@ SUBSAMPLES = ("all", "base", "new")
 PRECISIONS = ("fp16", "fp32", "amp")
 
 ModelFactory = Callable[..., nn.Module]
+LossTerms = Tensor | Mapping[str, Tensor]  # a loss, or named terms summed in order (each printed)
 # Parity with the official code (plain functions of a method's official.py):
 ReplayConstruction = Callable[[CLIP, CfgNode], Any]  # (CLIP built without drawing, settings) -> factory's init
 Replay = Callable[[CLIP, CfgNode], None]  # draws after the factory, as the official build does
@@ -112,6 +116,9 @@ class CLIPTrainer(TrainerX):
     # The node's keys with the official defaults (the YAML files set the values used). A method that
     # shares another's node (KgCoOp on CoOp's TRAINER.COOP) names it and extends its DEFAULTS.
     DEFAULTS: ClassVar[Mapping[str, Any]] = {}
+    # Full keys outside the node that the official config files or scripts set (ProVP's OPTIM.USE_REF), with
+    # their defaults: added to the config like the node, and dropped from the runs of other methods.
+    EXTRA_KEYS: ClassVar[Mapping[str, Any]] = {}
     LEARNER_NAME: ClassVar[str] = "prompt_learner"
     TRAINABLE: ClassVar[bool] = True  # False: nothing to train (zero-shot), --eval-only needs no --model-dir
     # Image-tower families the method runs on ("ViT", "ResNet": clip.model.VIT, RESNET); others are refused
@@ -289,15 +296,21 @@ class CLIPTrainer(TrainerX):
     def parse_batch_train(self, batch: dict) -> tuple[Tensor, Tensor]:
         return batch["img"].to(self.device), batch["label"].to(self.device)
 
-    def compute_loss(self, image: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
-        """(loss, logits for the printed accuracy) of one batch. Default: cross-entropy of the model's logits."""
+    def compute_loss(self, image: Tensor, label: Tensor) -> tuple[LossTerms, Tensor]:
+        """(loss, logits for the printed accuracy) of one batch. Default: cross-entropy of the model's logits.
+
+        The loss may be named terms ({"xe_loss": ..., "ref_loss": ...}): their sum, in order, is trained
+        and each is printed under its name (as an official trainer prints them).
+        """
         logits = self.model(image)
         return F.cross_entropy(logits, label), logits
 
     def forward_backward(self, batch: dict) -> dict[str, float]:
         image, label = self.parse_batch_train(batch)
         with torch.autocast("cuda") if self.prec == "amp" else nullcontext():
-            loss, logits = self.compute_loss(image, label)
+            terms, logits = self.compute_loss(image, label)
+        named = terms if isinstance(terms, Mapping) else {"loss": terms}
+        loss = functools.reduce(operator.add, named.values())
         self.optim.zero_grad()
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -307,7 +320,7 @@ class CLIPTrainer(TrainerX):
             self.detect_anomaly(loss)
             loss.backward()
             self.optim.step()
-        summary = {"loss": loss.item()}
+        summary = {name: term.item() for name, term in named.items()}
         if self.LOG_ACCURACY:
             summary["acc"] = compute_accuracy(logits, label)[0].item()
         if (self.batch_idx + 1) == self.num_batches:

@@ -4,8 +4,8 @@
   node with its ``DEFAULTS``, so that any method's YAML file merges (ZeroshotCLIP reads CoOp's files, as upstream).
 - ``dataset_layer`` reads a method's published per-dataset values, ``configs/trainers/<TRAINER>/datasets.yaml``;
   ``apply_dataset_layer`` merges them and says what each one replaced (or why it was not applied).
-- ``keep_trainer_node`` then drops every node the selected method does not declare, so a run's config
-  (and its ``config_sha256``) holds its own settings only.
+- ``keep_trainer_node`` then drops every node (and every ``EXTRA_KEYS`` key) the selected method does not
+  declare, so a run's config (and its ``config_sha256``) holds its own settings only.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def method_nodes(methods: Iterable[type[CLIPTrainer]]) -> dict[str, dict[str, An
 
 
 def extend_cfg(cfg: CfgNode) -> None:
-    """Add TASK, DATASET.SUBSAMPLE_CLASSES, EXACT, FEATURE_CACHE and every method's node with its defaults."""
+    """Add TASK, DATASET.SUBSAMPLE_CLASSES, EXACT, FEATURE_CACHE and every method's node and extra keys with
+    their defaults."""
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
     cfg.TASK = "B2N"  # B2N, FS or CD; selects the per-dataset settings and, for MMRL, the scored logits
     # False (default): methods skip work whose result is never read, which moves logits by float
@@ -65,12 +66,48 @@ def extend_cfg(cfg: CfgNode) -> None:
     # What a method declares frozen (CLIPTrainer.FROZEN_IMAGE_FEATURES) is computed once per image of each
     # split with a deterministic transform and kept on the device, within MAX_MB for all splits together.
     cfg.FEATURE_CACHE = CfgNode({"ENABLED": True, "MAX_MB": 1024})
-    for name, defaults in method_nodes(clip_trainers().values()).items():
+    methods = clip_trainers().values()
+    for name, defaults in method_nodes(methods).items():
         cfg.TRAINER[name] = CfgNode(copy.deepcopy(defaults))  # the class's lists stay untouched
+    for key, value in extra_keys(methods).items():
+        *parents, leaf = key.split(".")
+        node = cfg
+        for part in parents:
+            if part not in node:
+                node[part] = CfgNode()
+            node = node[part]
+        if leaf in node:  # another layer's key: dropping it from other methods' runs would break them
+            raise ValueError(f"EXTRA_KEYS: {key} is already a config key")
+        node[leaf] = copy.deepcopy(value)
+
+
+def extra_keys(methods: Iterable[type[CLIPTrainer]]) -> dict[str, Any]:
+    """``{full key: default}`` of the keys outside their nodes that ``methods`` declare (``EXTRA_KEYS``)."""
+    keys: dict[str, Any] = {}
+    for cls in methods:
+        for key, value in cls.EXTRA_KEYS.items():
+            if key in keys and keys[key] != value:
+                raise ValueError(f"{key}: {cls.__name__} has {value!r}, another method has {keys[key]!r}")
+            keys[key] = value
+    return keys
+
+
+def drop_key(cfg: CfgNode, key: str) -> None:
+    """Delete ``key`` from ``cfg``, and the nodes it leaves empty."""
+    *parents, leaf = key.split(".")
+    nodes = [cfg]
+    for part in parents:
+        nodes.append(nodes[-1][part])
+    del nodes[-1][leaf]
+    for parent, part, node in reversed(list(zip(nodes, parents, nodes[1:]))):
+        if node:
+            break
+        del parent[part]
 
 
 def keep_trainer_node(cfg: CfgNode) -> None:
-    """Keep in ``cfg.TRAINER`` only NAME and the keys the selected method declares.
+    """Keep in ``cfg.TRAINER`` only NAME and the keys the selected method declares, and of the methods'
+    ``EXTRA_KEYS`` only its own.
 
     A trainer not built on ``CLIPTrainer`` (an upstream one) keeps every node: its keys are not known here.
     """
@@ -83,6 +120,9 @@ def keep_trainer_node(cfg: CfgNode) -> None:
             del cfg.TRAINER[key]
     if own is not None:
         cfg.TRAINER[cls.NODE] = own
+    for key in extra_keys(clip_trainers().values()):
+        if key not in cls.EXTRA_KEYS:
+            drop_key(cfg, key)
 
 
 def yaml_keys(path: str) -> set[str]:

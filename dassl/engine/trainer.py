@@ -388,12 +388,7 @@ class SimpleTrainer(TrainerBase):
     def after_train(self) -> None:
         print("Finish training")
         if not self.cfg.TEST.NO_TEST:
-            if self.cfg.TEST.FINAL_MODEL == "best_val":
-                print("Deploy the model with the best val performance")
-                self.load_model(self.output_dir)  # records ModelSelection("best_val", <its epoch>)
-            else:
-                print("Deploy the last-epoch model")
-                self.model_selection = ModelSelection("last", self.max_epoch)
+            self.deploy_final_model()
             self.test()
         elapsed = datetime.timedelta(seconds=round(time.time() - self.time_start))
         print(f"Elapsed: {elapsed}")
@@ -401,6 +396,15 @@ class SimpleTrainer(TrainerBase):
         if osp.isfile(resume_file):  # finished: keep only the checkpoints the config asks for
             os.remove(resume_file)
         self.close_writer()
+
+    def deploy_final_model(self) -> None:
+        """Hook: put the model the final test scores in place (and record which one it is)."""
+        if self.cfg.TEST.FINAL_MODEL == "best_val":
+            print("Deploy the model with the best val performance")
+            self.load_model(self.output_dir)  # records ModelSelection("best_val", <its epoch>)
+        else:
+            print("Deploy the last-epoch model")
+            self.model_selection = ModelSelection("last", self.max_epoch)
 
     def after_epoch(self) -> None:
         """With ``best_val``: validate and keep the best; save every CHECKPOINT_FREQ epochs and the last."""

@@ -12,9 +12,11 @@ Fields (``schema`` 1)::
     per_class: [{label, classname, total, correct, acc}, ...]
     dataset (DATASET.NAME), method (TRAINER.NAME), seed (SEED), shots (DATASET.NUM_SHOTS)
     phase: {subsample: all|base|new|None, task: B2N|FS|CD|None, split: test|val}
-    model: {selection: last|best_val|epoch|initial|weights, epoch: int|None, model_dir: str|None}
+    model: {selection: last|best_val|best_test|epoch|initial|weights, epoch: int|None, model_dir: str|None}
     config_sha256: sha256 of the resolved config as dumped (cfg.dump())
     split: {rebuilt: bool, source: str|None}    (whether the dataset's split file was rebuilt here)
+    domains: {source: [...], target: [...]}|None (a domain-generalisation dataset's trained and held-out
+             domains; None for a dataset without domains)
     output_dir, written_at (UTC, ISO 8601)
 """
 from __future__ import annotations
@@ -45,14 +47,15 @@ __all__ = [
 
 METRICS_FILE = "metrics.json"
 SCHEMA_VERSION = 1
-SELECTIONS = ("last", "best_val", "epoch", "initial", "weights")
+SELECTIONS = ("last", "best_val", "best_test", "epoch", "initial", "weights")
 
 
 @dataclass(frozen=True)
 class ModelSelection:
     """Which model an evaluation scored, so a table can say "last epoch" vs "best on val".
 
-    ``last``: the final epoch of a training run; ``best_val``: ``model-best.pth.tar``; ``epoch``:
+    ``last``: the final epoch of a training run; ``best_val``: ``model-best.pth.tar``; ``best_test``: the
+    epoch that scored best on the test split itself (an official protocol some methods published); ``epoch``:
     a given epoch (``--load-epoch``, or the model at the end of an epoch during training);
     ``initial``: the model as built, nothing loaded (zero-shot CLIP, an untrained learner);
     ``weights``: the learner filled from the file MODEL.INIT_WEIGHTS (``model_dir`` holds that file's path).
@@ -122,8 +125,17 @@ def run_metadata(
             "rebuilt": bool(getattr(dataset, "split_rebuilt", False)),
             "source": getattr(dataset, "split_source", None),
         },
+        "domains": _domains(dataset),
         "output_dir": osp.abspath(cfg.OUTPUT_DIR),
     }
+
+
+def _domains(dataset: Any) -> dict[str, list[str]] | None:
+    """The source and target domains a DG dataset resolved (``DATASET.ID`` or the domain lists), if it has them."""
+    target = getattr(dataset, "target_domains", None)
+    if not target:
+        return None
+    return {"source": list(getattr(dataset, "source_domains", [])), "target": list(target)}
 
 
 def write_metrics(path: str, results: Mapping[str, Any], run_info: Mapping[str, Any]) -> None:

@@ -2,7 +2,7 @@
 cells stand, list its datasets, or launch one cell (what a grid job runs).
 
     python -m tools.protocols run base2new --methods CoOp MMRL --root DATA [--output output] [--datasets dtd]
-        [--seeds 1 2 3] [--shots 1 2 4 8 16] [--phase train|test|all] [--dry-run] [-- KEY VALUE ...]
+        [--seeds 1 2 3] [--shots K ...] [--phase train|test|all] [--dry-run] [-- KEY VALUE ...]
     python -m tools.protocols status base2new --methods MMRL [--output output] [--datasets dtd]
     python -m tools.protocols datasets cross_datasets
     python -m tools.protocols launch OUTPUT_DIR [--log FILE] -- TRAIN_PY_ARGS ...
@@ -17,7 +17,7 @@ from collections import Counter
 
 from dassl.errors import UserError
 
-from .layout import PROTOCOLS, SEEDS, SHOTS, default_datasets
+from .layout import PROTOCOLS, SEEDS, default_datasets
 from .plan import PHASES, plan
 from .runner import launch, run_cells
 from .settings import ProtocolError
@@ -30,7 +30,8 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", default="output", help="the output root (default: output)")
     p.add_argument("--datasets", nargs="+", default=None, help="default: the protocol's own")
     p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
-    p.add_argument("--shots", nargs="+", type=int, default=list(SHOTS), help="few-shot settings")
+    p.add_argument("--shots", nargs="+", type=int, default=None,
+                   help="shots per class of few_shot and dg (default: 1 2 4 8 16; dg: 1 5)")
     p.add_argument("--phase", choices=[*PHASES, "all"], default="all", help="the training cells, the tests, or both")
     p.add_argument("--backbone", default=None, help="another backbone's files, e.g. rn50 (default: $BACKBONE)")
 

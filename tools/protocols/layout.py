@@ -8,6 +8,9 @@ The layout is the official one (MMRL's and CoOp's scripts), relative to an outpu
     base2new/test_new/<dataset>/shots_16/<TRAINER>/<CFG>/seed<S>     novel-class test of that model; the
                                                                       cross-dataset targets
     few_shot/<dataset>/shots_<K>/<TRAINER>/<CFG>/seed<S>             few-shot (trains, then tests)
+    dg/<held-out domain>/<dataset>/shots_<K>/<TRAINER>/<CFG>/seed<S> multi-source domain generalisation
+                                                                      (MetaPrompt's): trains on the other
+                                                                      domains, tests on the held-out one
 
 A ``<CFG>`` folder holds one run per seed (``parse_test_res.py`` summarises it into ``parse.txt``).
 """
@@ -19,7 +22,7 @@ import os.path as osp
 import re
 from dataclasses import dataclass
 
-PROTOCOLS = ("base2new", "cross_datasets", "few_shot")
+PROTOCOLS = ("base2new", "cross_datasets", "few_shot", "dg")
 SOURCE = "imagenet"  # the cross-dataset source
 # The 11 datasets of base-to-novel and few-shot, in the official scripts' order (quick ones first).
 DATASETS = (
@@ -30,13 +33,25 @@ TRANSFER_TARGETS = tuple(d for d in DATASETS if d != SOURCE)  # cross-dataset ev
 DG_TARGETS = ("imagenet_a", "imagenet_r", "imagenet_sketch", "imagenetv2")  # domain generalisation
 BASE2NEW_SHOTS = 16  # base-to-novel and cross-dataset train on 16 shots per class
 SHOTS = (1, 2, 4, 8, 16)  # the few-shot settings
+# Multi-source domain generalisation, leave one domain out (MetaPrompt's scripts/Meta/dg.sh): its datasets,
+# whose loaders hold out one of their ``domains`` (DATASET.ID), and the shots per class and source domain.
+MULTI_SOURCE_DATASETS = ("pacs", "vlcs", "office_home", "domainnet")
+DG_SHOTS = (1, 5)
 SEEDS = (1, 2, 3)
 SEED_FOLDER = re.compile(r"seed(-?\d+)")
 
 
 def default_datasets(protocol: str) -> tuple[str, ...]:
-    """The datasets a protocol runs on: the 11, or for cross-dataset the 14 targets of the ImageNet model."""
+    """The datasets a protocol runs on: the 11, for cross-dataset the 14 targets of the ImageNet model, for
+    ``dg`` the four multi-source ones."""
+    if protocol == "dg":
+        return MULTI_SOURCE_DATASETS
     return TRANSFER_TARGETS + DG_TARGETS if protocol == "cross_datasets" else DATASETS
+
+
+def default_shots(protocol: str) -> tuple[int, ...]:
+    """The shot counts a protocol runs when none are given (few-shot's five, ``dg``'s two)."""
+    return DG_SHOTS if protocol == "dg" else SHOTS
 
 
 def config_dir(output: str, tree: str, stage: str, dataset: str, shots: int, trainer: str, cfg: str) -> str:
@@ -50,8 +65,9 @@ def seed_dir(folder: str, seed: int) -> str:
 
 @dataclass(frozen=True)
 class RunPath:
-    """What a seed folder's path says: its tree (``base2new`` / ``few_shot``), stage (``train_base``,
-    ``test_new``, ...; empty in ``few_shot``), dataset, shots, trainer, config and seed."""
+    """What a seed folder's path says: its tree (``base2new`` / ``few_shot`` / ``dg``), stage (``train_base``,
+    ``test_new``, ...; the held-out domain in ``dg``; empty in ``few_shot``), dataset, shots, trainer, config
+    and seed."""
 
     tree: str
     stage: str
@@ -72,6 +88,8 @@ def parse_run_dir(path: str) -> RunPath | None:
         tree, stage = "few_shot", ""
     elif len(parts) >= 7 and parts[-7] == "base2new" and re.fullmatch(r"train_base|test_\w+", parts[-6]):
         tree, stage = "base2new", parts[-6]
+    elif len(parts) >= 7 and parts[-7] == "dg":
+        tree, stage = "dg", parts[-6]
     else:
         return None
     return RunPath(tree, stage, parts[-5], int(parts[-4][len("shots_") :]), parts[-3], parts[-2], int(seed.group(1)))

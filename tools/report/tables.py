@@ -16,7 +16,8 @@ from .aggregate import DISPLAY, Cell, Results, average
 from .collect import Run
 from .stats import harmonic_mean, mean_std
 
-PROTOCOL_TITLES = {"base2new": "Base-to-novel", "cross_datasets": "Cross-dataset", "few_shot": "Few-shot"}
+PROTOCOL_TITLES = {"base2new": "Base-to-novel", "cross_datasets": "Cross-dataset", "few_shot": "Few-shot",
+                   "dg": "Multi-source DG"}
 
 
 def _fmt(value: float | None, std: float | None = None) -> str:
@@ -218,16 +219,43 @@ def build_tables(res: Results) -> list[Table]:
         transfer_table(res, "domain_generalization", DG_TARGETS,
                        "Domain generalisation: ImageNet source, 4 variants (accuracy %)"),  # fmt: skip
     ]
-    return [t for t in tables if t is not None] + few_shot_tables(res)
+    return [t for t in tables if t is not None] + few_shot_tables(res) + multi_source_tables(res)
+
+
+def multi_source_tables(res: Results) -> list[Table]:
+    """Multi-source domain generalisation (leave one domain out), one table per dataset: per method and shot
+    count, the accuracy on each held-out domain and their average (the average of the domains' seed means;
+    its ± is over the seeds every domain has). MMRL's paper has no such table: no paper columns."""
+    tables = []
+    for dataset in res.datasets("dg"):
+        domains = sorted({k[4] for k in res.cells if k[0] == "dg" and k[2] == dataset})
+        title = (f"Multi-source domain generalisation: {DISPLAY.get(dataset, dataset)}, each domain held out "
+                 "(accuracy % on it, mean ± std over seeds)")  # fmt: skip
+        table = Table("dg", title, ["Method", "Shots", *domains, "Average"], [])
+        for m in res.methods("dg"):
+            for k in res.shots("dg"):
+                cells = {d: res.get("dg", m, dataset, d, k) for d in domains}
+                if not any(cells.values()):
+                    continue
+                held = [c for c in cells.values() if c]
+                mean, std = average(held)
+                part = "" if len(held) == len(domains) else f" ({len(held)} of {len(domains)})"
+                table.rows.append([m, str(k), *(c.text() if c else "-" for c in cells.values()),
+                                   _fmt(mean, std) + part])  # fmt: skip
+                table.csv_rows += [
+                    _csv_row("dg", "multi_source_dg", m, dataset, k, d, c) for d, c in cells.items() if c
+                ]
+                table.csv_rows.append(_csv_row("dg", "multi_source_dg", m, dataset, k, "average", mean=mean, std=std))
+        tables.append(table)
+    return tables
 
 
 def flags(res: Results) -> list[str]:
     """Missing seeds, outliers, rebuilt split files, unusual model selections, skipped folders."""
     out = []
     for (protocol, method, dataset, shots, phase), cell in sorted(res.cells.items()):
-        where = f"{PROTOCOL_TITLES[protocol]} {method} {dataset} " + (
-            f"{shots}-shot" if protocol == "few_shot" else phase
-        )
+        setting = {"few_shot": f"{shots}-shot", "dg": f"{shots}-shot, {phase} held out"}.get(protocol, phase)
+        where = f"{PROTOCOL_TITLES[protocol]} {method} {dataset} {setting}"
         if cell.missing:
             out.append(f"† missing seeds {', '.join(map(str, cell.missing))}: {where} "
                        f"(has {', '.join(map(str, sorted(cell.values)))})")  # fmt: skip
@@ -243,6 +271,8 @@ def flags(res: Results) -> list[str]:
         final = trained.get((r.dataset, r.shots, r.trainer, r.cfg, r.seed))
         if r.selection == "epoch" and (final is None or r.epoch != final):
             out.append(f"model of a given epoch ({r.epoch}) evaluated, not the final one: {r.path}")
+        if r.selection == "best_test":  # e.g. ProVP's TRAINER.COOP.SELECT_ON_TEST (its official protocol)
+            out.append(f"model selected on the test set (the best of its epochs, {r.epoch}): {r.path}")
     return out + res.notes
 
 

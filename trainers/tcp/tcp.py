@@ -170,11 +170,15 @@ class TCPModel(PromptModel):
             text = fast_text(clip_model, prompts, eot.tolist(), tokens, self.block)
         return l2_normalize(text)
 
+    def image_features(self, image: Tensor) -> Tensor:
+        """The frozen, unprompted image tower's features (the trainer's ``FROZEN_IMAGE_FEATURES``)."""
+        return self.clip.encode_image(image.type(self.clip.dtype))
+
     def forward(self, image: Tensor, text: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(logits, the class features scored); at evaluation the class features are kept while the
         learner is unchanged (``text``: given class features, e.g. recomputed)."""
         clip_model = self.clip
-        image_features = l2_normalize(clip_model.encode_image(image.type(clip_model.dtype)))
+        image_features = l2_normalize(self.image_features(image))
         if text is None:
             text = self.eval_text.get(self.learner.parameters(), self.class_features)
         return clip_logits(clip_model.logit_scale.exp(), image_features, text, normalize=False), text
@@ -260,6 +264,7 @@ class TCP(PromptTrainer):
         "META_NET_PREC": "fp16",  # fp16: released fp16 CLIP's class features, fp16 meta-net (official); fp32
         "ADAM_EPS": 1e-3,  # Adam's eps (OPTIM.NAME adam): TCP's edit of upstream Dassl; 1e-8 unedited
     }
+    FROZEN_IMAGE_FEATURES = "image_features"  # computed once per image of a split without random steps
     model_factory = staticmethod(build_tcp)
     replay_construction = staticmethod(official.replay_construction)
     model: TCPModel
