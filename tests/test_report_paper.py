@@ -170,3 +170,13 @@ def test_base_to_novel_picture_puts_zero_shot_first_with_error_bars(paper_tree, 
     zero_shot_base, mmrl_base = drawn[0], drawn[2]
     assert zero_shot_base[1:] == ([53.0], [1.0])  # dtd only
     assert mmrl_base[1] == pytest.approx([80.0, 90.0, 85.0]) and mmrl_base[2] == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_no_paper_columns_where_the_paper_has_nothing(tmp_path):
+    """A dataset of one's own (the demo's): the base-to-novel table drops the six empty paper and Δ columns."""
+    for stage, sub in (("train_base", "base"), ("test_new", "new")):
+        write_metrics(run_dir(tmp_path, B2N, stage, "demo_shapes", "shots_16", "MMRL", "cfg", "seed1"), 50.0,
+                      task="B2N", subsample=sub)  # fmt: skip
+    report.main([str(tmp_path), "--show", "none"])
+    md = (tmp_path / "report.md").read_text()
+    assert "| Dataset | Method | Base | Novel | HM |\n|---|---|---|---|---|\n| demo_shapes | MMRL | 50.00 | 50.00 | 50.00 |" in md

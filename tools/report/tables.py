@@ -121,6 +121,8 @@ def base_to_novel_table(res: Results) -> Table | None:
                              n_cell, paper=pn),  # fmt: skip
                 ]
             table.csv_rows.append(_csv_row("base2new", "base_to_novel", m, dataset, None, "hm", mean=hm, paper=ph))
+    if all(cell == "-" for row in table.rows for cell in row[5:]):  # no dataset or method of the paper's
+        table.header, table.rows = table.header[:5], [row[:5] for row in table.rows]
     return table
 
 
