@@ -85,6 +85,7 @@ def plot_few_shot(res: Results, out_dir: str) -> list[str]:
                 handles.append(h)
                 labels.append(lab)
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8, frameon=False)
+    fig.suptitle("Few-shot: mean over seeds, band one std over seeds; dashed: the paper", fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return _save_figure(fig, out_dir, "few_shot")
 
