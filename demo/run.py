@@ -2,9 +2,9 @@
 
 Every number, zero-shot CLIP's (ZeroshotCLIP) as MMRL's, comes from the project's real command line
 (train.py, through ``demo.launch`` which only registers the demo dataset, then parse_test_res.py and the
-report) on a dataset in the real on-disk layout; only the world and the backbone are small. Runs of different (method, seed) go in
-parallel lanes of one thread each: the models are so small that a second thread per process costs
-more than it gives (measured), while two processes use two cores fully.
+report) on a dataset in the real on-disk layout; only the world and the backbone are small. Runs of
+different (method, seed) go in parallel lanes of one thread each: the models are so small that a second
+thread per process costs more than it gives (measured), while two processes use two cores fully.
 """
 
 from __future__ import annotations
