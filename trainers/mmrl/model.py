@@ -306,12 +306,34 @@ class MMRLModel(nn.Module):
         return Outputs(logits, logits_rep, logits_fusion, f_c, text_features, f_0)
 
 
-def mmrl_loss(out: Outputs, label: Tensor, text_features_zs: Tensor, alpha: float, reg_weight: float) -> Tensor:
-    """alpha CE(f_c w) + (1 - alpha) CE(f_r w) + lambda (1 - cos(f_c, f_0)) + lambda (1 - mean_c cos(w_c, w0_c))."""
+REG_LOSSES = ("cosine", "l1", "mse")  # TRAINER.MMRL.REG_LOSS: the paper's Table 9 compares the three
+
+
+def feature_distance(features: Tensor, target: Tensor, kind: str = "cosine") -> Tensor:
+    """How far the (normalised) features are from zero-shot CLIP's, one row per sample or class.
+
+    ``cosine``: 1 - the mean cosine similarity of the rows (the paper's and the official code's term);
+    ``l1``: the mean absolute difference and ``mse`` the mean squared difference, over every element.
+    """
+    if kind == "cosine":
+        return 1 - torch.mean(F.cosine_similarity(features, target, dim=1))
+    if kind == "l1":
+        return F.l1_loss(features, target)
+    if kind == "mse":
+        return F.mse_loss(features, target)
+    raise ValueError(f"REG_LOSS must be one of {', '.join(REG_LOSSES)}, got {kind!r}")
+
+
+def mmrl_loss(out: Outputs, label: Tensor, text_features_zs: Tensor, alpha: float, reg_weight: float,
+              reg_loss: str = "cosine") -> Tensor:  # fmt: skip
+    """alpha CE(f_c w) + (1 - alpha) CE(f_r w) + lambda d(f_c, f_0) + lambda d(w, w0).
+
+    d is ``reg_loss`` (``feature_distance``): by default 1 - cos, averaged over samples (f_c) and classes (w).
+    """
     ce_class = F.cross_entropy(out.logits, label)
     ce_rep = F.cross_entropy(out.logits_rep, label)
-    reg_image = 1 - torch.mean(F.cosine_similarity(out.image_features, out.image_features_zs, dim=1))
-    reg_text = 1 - torch.mean(F.cosine_similarity(out.text_features, text_features_zs, dim=1))
+    reg_image = feature_distance(out.image_features, out.image_features_zs, reg_loss)
+    reg_text = feature_distance(out.text_features, text_features_zs, reg_loss)
     return alpha * ce_class + (1 - alpha) * ce_rep + reg_weight * reg_image + reg_weight * reg_text
 
 
