@@ -11,6 +11,8 @@ The layout is the official one (MMRL's and CoOp's scripts), relative to an outpu
     dg/<held-out domain>/<dataset>/shots_<K>/<TRAINER>/<CFG>/seed<S> multi-source domain generalisation
                                                                       (MetaPrompt's): trains on the other
                                                                       domains, tests on the held-out one
+    ablation/<name>/<value>/base2new/...                             an ablation (tools/protocols/ablation.py):
+                                                                      the base2new tree of one value
 
 A ``<CFG>`` folder holds one run per seed (``parse_test_res.py`` summarises it into ``parse.txt``).
 """
@@ -39,6 +41,7 @@ MULTI_SOURCE_DATASETS = ("pacs", "vlcs", "office_home", "domainnet")
 DG_SHOTS = (1, 5)
 SEEDS = (1, 2, 3)
 SEED_FOLDER = re.compile(r"seed(-?\d+)")
+ABLATION_TREE = "ablation"  # <output>/ablation/<name>/<value>/: each value's own base2new tree
 
 
 def default_datasets(protocol: str) -> tuple[str, ...]:
@@ -61,6 +64,19 @@ def config_dir(output: str, tree: str, stage: str, dataset: str, shots: int, tra
 
 def seed_dir(folder: str, seed: int) -> str:
     return osp.join(folder, f"seed{seed}")
+
+
+def ablation_dir(output: str, name: str, label: str) -> str:
+    """``<output>/ablation/<name>/<value>``: the output root of one value of an ablation (its base2new tree)."""
+    return osp.join(output, ABLATION_TREE, name, label)
+
+
+def find_ablation_dirs(output: str) -> list[tuple[str, str, str]]:
+    """(name, value label, folder) of every ablation value folder under ``output``, sorted by name."""
+    tree = osp.join(output, ABLATION_TREE)
+    names = sorted(os.listdir(tree)) if osp.isdir(tree) else []
+    return [(n, v, osp.join(tree, n, v)) for n in names if osp.isdir(osp.join(tree, n))
+            for v in sorted(os.listdir(osp.join(tree, n))) if osp.isdir(osp.join(tree, n, v))]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -96,10 +112,13 @@ def parse_run_dir(path: str) -> RunPath | None:
 
 
 def find_seed_dirs(root: str) -> list[str]:
-    """Every ``seed<S>`` folder under ``root`` (not descending into one), sorted."""
+    """Every ``seed<S>`` folder under ``root`` (not descending into one), sorted; not those of ``root``'s
+    ablations (``root/ablation/``: each value is a tree of its own, read by ``find_ablation_dirs``)."""
     found = []
     for dirpath, dirnames, _ in os.walk(root):
         dirnames.sort()
+        if dirpath == root and ABLATION_TREE in dirnames:
+            dirnames.remove(ABLATION_TREE)
         if SEED_FOLDER.fullmatch(osp.basename(dirpath)):
             dirnames[:] = []
             found.append(dirpath)

@@ -82,7 +82,7 @@ def base_to_novel_table(res: Results) -> Table | None:
                     for d in datasets
                     if (b := res.get("base2new", m, d, "base")) and (n := res.get("base2new", m, d, "novel"))
                 }
-                if not paired:
+                if len(paired) < 2:  # the average of one dataset would only repeat its row
                     continue
                 pairs = list(paired.values())
                 # The paper's average is over its 11 datasets: beside a partial average it would mislead.
@@ -121,6 +121,8 @@ def base_to_novel_table(res: Results) -> Table | None:
                              n_cell, paper=pn),  # fmt: skip
                 ]
             table.csv_rows.append(_csv_row("base2new", "base_to_novel", m, dataset, None, "hm", mean=hm, paper=ph))
+    if all(cell == "-" for row in table.rows for cell in row[5:]):  # no dataset or method of the paper's
+        table.header, table.rows = table.header[:5], [row[:5] for row in table.rows]
     return table
 
 
@@ -153,7 +155,8 @@ def transfer_table(res: Results, name: str, targets: Sequence[str], title: str) 
         ours = [cells[d].text() if cells[d] else "-" for d in columns]
         ours.append(_fmt(avg, avg_std) + ("" if complete else f" ({len(target_cells)} of {len(targets)})"))
         table.rows.append([m, *ours])
-        paper = [lookup(m, d) for d in columns] + [lookup(m, "average")]
+        # the paper's average is over all its targets: beside a partial average it would mislead
+        paper = [lookup(m, d) for d in columns] + [lookup(m, "average") if complete else None]
         if any(p is not None for p in paper):
             means = [cells[d].mean if cells[d] else None for d in columns] + [avg if complete else None]
             table.rows.append([f"{m} (paper)", *(_fmt(p) for p in paper)])
@@ -162,7 +165,7 @@ def transfer_table(res: Results, name: str, targets: Sequence[str], title: str) 
             table.csv_rows.append(_csv_row("cross_datasets", name, m, d, _shots(res, "cross_datasets", m, d),
                                            "accuracy", cells[d], paper=p))  # fmt: skip
         table.csv_rows.append(_csv_row("cross_datasets", name, m, "average", None, "accuracy", mean=avg, std=avg_std,
-                                       paper=paper[-1] if complete else None))  # fmt: skip
+                                       paper=paper[-1]))  # fmt: skip
     return table
 
 
@@ -173,22 +176,25 @@ def few_shot_tables(res: Results) -> list[Table]:
         return []
     tables = []
     header_shots = [f"{k}-shot" for k in shots]
-    for dataset in [*res.datasets("few_shot"), "average"]:
+    datasets = res.datasets("few_shot")
+    # The paper's average is over its 11 datasets: beside a partial average it would mislead.
+    complete = set(DATASETS) <= set(datasets)
+    for dataset in [*datasets, "average"]:
         title = f"Few-shot: {DISPLAY.get(dataset, dataset)} (accuracy %)"
         table = Table("few_shot", title, ["Method", *header_shots], [])
         for m in methods:
             if dataset == "average":
-                row, paper_row = [], []
-                n_datasets = len(res.datasets("few_shot"))
+                row, paper_row, means = [], [], []
                 for k in shots:
-                    cells = [c for d in res.datasets("few_shot") if (c := res.get("few_shot", m, d, "accuracy", k))]
+                    cells = [c for d in datasets if (c := res.get("few_shot", m, d, "accuracy", k))]
                     mean, std = average(cells) if cells else (None, None)
-                    part = "" if len(cells) == n_datasets else f" ({len(cells)} of {n_datasets})"
-                    row.append(_fmt(mean, std) + part if cells else "-")
-                    paper_row.append(paper_numbers.few_shot(m, "average", k))
+                    whole = len(cells) == len(datasets)
+                    row.append(_fmt(mean, std) + ("" if whole else f" ({len(cells)} of {len(datasets)})") if cells
+                               else "-")  # fmt: skip
+                    paper_row.append(paper_numbers.few_shot(m, "average", k) if complete else None)
+                    means.append(mean if whole else None)
                     table.csv_rows.append(_csv_row("few_shot", "few_shot", m, "average", k, "accuracy", mean=mean,
-                                                   std=std, paper=paper_row[-1]))  # fmt: skip
-                means = [None] * len(shots)
+                                                   std=std, paper=paper_row[-1] if whole else None))  # fmt: skip
             else:
                 cells = [res.get("few_shot", m, dataset, "accuracy", k) for k in shots]
                 if not any(cells):
@@ -201,8 +207,7 @@ def few_shot_tables(res: Results) -> list[Table]:
             table.rows.append([m, *row])
             if any(p is not None for p in paper_row):
                 table.rows.append([f"{m} (paper)", *(_fmt(p) for p in paper_row)])
-                if dataset != "average":
-                    table.rows.append([f"{m} (Δ)", *(_delta(o, p) for o, p in zip(means, paper_row))])
+                table.rows.append([f"{m} (Δ)", *(_delta(o, p) for o, p in zip(means, paper_row))])
         if table.rows:
             tables.append(table)
     return tables
