@@ -196,8 +196,17 @@ class VisionTransformer(nn.Module):
 
     def forward(self, image: torch.Tensor, inject: Hooks | None = None) -> torch.Tensor:
         """Image features (N, output_dim): the class token after ``ln_post``, projected."""
-        x = self.transformer(self.embed(image), inject=inject).permute(1, 0, 2)
-        return self.ln_post(x[:, 0, :]) @ self.proj
+        return self.head(self.transformer(self.embed(image), inject=inject))
+
+    def post(self, x: torch.Tensor, positions: int | slice = 0) -> torch.Tensor:
+        """``ln_post`` of the transformer's output (L', N, width) at ``positions``, batch-first: (N, width) for
+        one position, (N, n, width) for a slice. The tail for methods that read other tokens than the class token."""
+        return self.ln_post(x.permute(1, 0, 2)[:, positions, :])
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """Image features (N, output_dim) from the transformer's output (L', N, width): the class token after
+        ``ln_post``, projected (the tail of ``forward``, for methods that run the blocks themselves)."""
+        return self.post(x) @ self.proj
 
 
 VIT, RESNET = "ViT", "ResNet"  # the two image-tower families (``CLIPConfig.family``)
@@ -376,9 +385,19 @@ class CLIP(nn.Module):
             if shared > 0 and (hooks is None or hooks.within_prefix(shared)):
                 rows = text_at_eot(self.position_text(embeddings), positions, shared,
                                    list(self.transformer.resblocks), before=hooks and hooks.before)  # fmt: skip
-                return self.ln_final(rows).to(self.dtype) @ self.text_projection
+                return self.text_tail(rows)
         x = self.transformer(self.position_text(embeddings), causal=True, inject=inject)
+        return self.read_text(x, eot)
+
+    def read_text(self, x: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+        """Text features (N, embed_dim) from the text transformer's output (L', N, width): ``ln_final`` on every
+        position, then the output at ``eot`` (N,) (each row's EOT, or where a method moved it), projected."""
         return self.pool_text(self.ln_final(x.permute(1, 0, 2)).to(self.dtype), eot)
+
+    def text_tail(self, rows: torch.Tensor) -> torch.Tensor:
+        """Text features (N, embed_dim) from the text transformer's output at each row's EOT only (N, width), as
+        ``clip.fast.text_at_eot`` gives it: ``ln_final``, projected."""
+        return self.ln_final(rows).to(self.dtype) @ self.text_projection
 
     def pool_text(self, tokens: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
         """The text feature: the output (N, L, width) at each row's EOT position, projected."""

@@ -6,6 +6,7 @@
 #   base2new/train_base/<dataset>/shots_16/<TRAINER>/<CFG>/seed<S>   (also the ImageNet model of cross_datasets)
 #   base2new/test_new/<dataset>/shots_16/<TRAINER>/<CFG>/seed<S>     (also the cross-dataset targets)
 #   few_shot/<dataset>/shots_<K>/<TRAINER>/<CFG>/seed<S>
+#   dg/<held-out domain>/<dataset>/shots_<K>/<TRAINER>/<CFG>/seed<S>   (multi-source domain generalisation)
 # A run that holds a result is skipped; an unfinished one runs again (training resumes from its last
 # checkpoint; the old log is kept as log.txt.incomplete-<time>). Each <CFG> folder gets its parse.txt.
 #
@@ -13,7 +14,7 @@
 #   DATA      the datasets folder (README.md#data); else the DATA= line of scripts/{mmrl,mmrlpp}/*.sh
 #   OUTPUT    output root (default: output)
 #   SEEDS     seeds to run (default: "1 2 3")
-#   SHOTS     few-shot settings (default: "1 2 4 8 16")
+#   SHOTS     shots per class of few_shot and dg (default: "1 2 4 8 16"; dg: "1 5")
 #   DATASETS  datasets of the top-level scripts (default: all of the protocol's)
 #   PYTHON    interpreter (default: python)
 #   BACKBONE  another backbone's published files for the same settings, e.g. rn50 (a method's protocols.yaml
@@ -28,7 +29,7 @@ REPO=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)  # this f
 PYTHON=${PYTHON:-python}
 OUTPUT=${OUTPUT:-output}
 SEEDS=${SEEDS:-1 2 3}
-SHOTS=${SHOTS:-1 2 4 8 16}
+SHOTS=${SHOTS:-}  # empty: the protocol's own (tools/protocols/layout.py)
 PLACEHOLDER=PATH/TO/YOUR/DATASETS
 OFFICIAL="mmrlpp mmrl"  # what the top-level scripts run with no method given: scripts/<m>/*.sh, in this order
 
@@ -82,7 +83,9 @@ run_protocol() {
     shift 4
     local args=(run "$protocol" --phase "$phase" --root "$DATA" --output "$OUTPUT" --python "$PYTHON")
     # shellcheck disable=SC2206
-    args+=(--methods $methods --seeds $SEEDS --shots $SHOTS)
+    args+=(--methods $methods --seeds $SEEDS)
+    # shellcheck disable=SC2206
+    if [ -n "$SHOTS" ]; then args+=(--shots $SHOTS); fi
     # shellcheck disable=SC2206
     if [ -n "$datasets" ]; then args+=(--datasets $datasets); fi
     if [ "${DRY_RUN:-0}" = 1 ]; then args+=(--dry-run); fi

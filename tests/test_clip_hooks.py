@@ -139,3 +139,19 @@ def test_inexact_text_stops_at_the_longest_eot_with_the_same_features(model):
     assert set(seen) == {int(eot.max()) + 1} and int(eot.max()) + 1 < 12  # "a red house in the snow." + BOT/EOT
     torch.testing.assert_close(cut, full, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(cut_tokens, full_tokens, rtol=1e-5, atol=1e-6)
+
+
+def test_the_tails_for_methods_that_run_the_blocks_themselves(model, images):
+    """``visual.head`` / ``visual.post`` and ``read_text`` / ``text_tail`` are the towers' own tails: a method that
+    runs the blocks itself gets ``encode_image`` / ``encode_text`` bit for bit, and reads other positions."""
+    x = model.visual.transformer(model.visual.embed(images))
+    assert torch.equal(model.visual.head(x), model.encode_image(images))
+    slots = model.visual.post(x, slice(1, 3))
+    assert slots.shape == (2, 2, 64) and torch.equal(slots, model.visual.forward_tokens(images)[:, 1:3])
+    eot = TEXT.argmax(-1)
+    t = model.transformer(model.embed_text(TEXT), causal=True)
+    assert torch.equal(model.read_text(t, eot), model.encode_text(TEXT))
+    moved = model.read_text(t, eot - 1)  # a method that moved the EOT reads another position
+    assert torch.equal(moved, model.encode_text_tokens(TEXT)[torch.arange(2), eot - 1] @ model.text_projection)
+    rows = t[eot, torch.arange(2)]
+    torch.testing.assert_close(model.text_tail(rows), model.encode_text(TEXT), rtol=0, atol=1e-6)

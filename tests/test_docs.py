@@ -98,7 +98,11 @@ def methods_table_trainers() -> set[str]:
 
 
 def test_every_registered_trainer_is_in_the_methods_table() -> None:
-    missing = sorted(set(TRAINER_REGISTRY.registered_names()) - methods_table_trainers())
+    # The repository's trainers (other tests register stand-ins of their own in the same registry).
+    registered = TRAINER_REGISTRY.registered_names()
+    ours = {n for n in registered if TRAINER_REGISTRY.get(n).__module__.startswith("trainers.")}
+    assert {"CoOp", "MMRL", "MMRLpp", "CLIP_Adapter"} <= ours
+    missing = sorted(ours - methods_table_trainers())
     assert not missing, f"registered trainers missing from README's methods table: {missing}"
 
 

@@ -19,7 +19,7 @@ from trainers.mmrl import (
     scored_logits,
 )
 from trainers.mmrl.mmrlpp import BlendingInjector, LoRAProjection, SRRALearner
-from trainers.mmrl.model import draw_proj_rep
+from trainers.mmrl.model import draw_proj_rep, feature_distance
 from trainers.prompts import class_prompts
 from trainers.replay import replay_clip_construction
 
@@ -270,3 +270,16 @@ def test_prompts_use_dataset_templates():
     assert class_prompts("OxfordPets", ["great_pyrenees"]) == ["a photo of a great pyrenees, a type of pet."]
     assert class_prompts("DescribableTextures", ["banded"]) == ["banded texture."]
     assert class_prompts("Caltech101", ["face"]) == ["a photo of a face."]
+
+
+def test_regulariser_distances_by_hand():
+    """REG_LOSS: rows (1,0,0)/(0.6,0.8,0) and (0,1,0)/(0,0,1): cosine 1 - mean(0.6, 0) = 0.7; l1 the mean over the
+    6 elements of |a - b| = (0.4 + 0.8 + 1 + 1) / 6; mse (0.16 + 0.64 + 1 + 1) / 6."""
+    a = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    b = torch.tensor([[0.6, 0.8, 0.0], [0.0, 0.0, 1.0]])
+    assert feature_distance(a, b).item() == pytest.approx(0.7)  # the default, the official code's term
+    assert feature_distance(a, b, "cosine").item() == pytest.approx(0.7)
+    assert feature_distance(a, b, "l1").item() == pytest.approx(3.2 / 6)
+    assert feature_distance(a, b, "mse").item() == pytest.approx(2.8 / 6)
+    with pytest.raises(ValueError, match="REG_LOSS must be one of cosine, l1, mse"):
+        feature_distance(a, b, "l2")

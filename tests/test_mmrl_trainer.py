@@ -19,7 +19,7 @@ from dassl.engine import build_trainer
 from datasets.synthetic import make_dataset
 from trainers.base import ConfigError
 from trainers.config import extend_cfg
-from trainers.mmrl import LEARNER_NAME
+from trainers.mmrl import LEARNER_NAME, MMRL, MMRLpp
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # Unequal widths (d_v 128, d_t 64, d_out 32) so that a swapped dimension cannot go unnoticed.
@@ -94,6 +94,33 @@ def test_learnable_count_matches_formula(tiny_path, data_root, capsys):
     text = d_t * d_r + n * (d_t + d_t * 4 + 4 * d_r)
     expected = 5 * d_r + visual + text + d_v * 64 + 64 * d_out
     assert sum(p.numel() for p in pp.model.learner.parameters()) == expected
+
+
+@pytest.mark.parametrize("trainer", ["MMRL", "MMRLpp"])
+def test_reg_loss_picks_the_distance_of_both_regularisers(tiny_path, data_root, trainer):
+    """TRAINER.<T>.REG_LOSS (the paper's Table 9): cosine by default; l1 / mse change only the two regularisers,
+    each the mean over the elements of |f - f0| or (f - f0)^2, computed here by hand."""
+    assert MMRL.DEFAULTS["REG_LOSS"] == MMRLpp.DEFAULTS["REG_LOSS"] == "cosine"
+    image, label = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 1])
+    losses, lam = {}, 2.0
+    for kind in ("default", "cosine", "l1", "mse"):
+        opts = [f"TRAINER.{trainer}.REG_WEIGHT", lam] + ([f"TRAINER.{trainer}.REG_LOSS", kind] * (kind != "default"))
+        t = build(tiny_path, data_root, trainer, opts)
+        assert t.settings.REG_LOSS == ("cosine" if kind == "default" else kind)
+        with torch.no_grad():
+            losses[kind] = t.compute_loss(image, label)[0].float()
+            out, w0 = t.model(image, zero_shot=True), t.text_features_zs
+    f, f0, w = out.image_features.float(), out.image_features_zs.float(), out.text_features.float()
+    w0 = w0.float()
+    cos = (1 - (f * f0).sum(1) / (f.norm(dim=1) * f0.norm(dim=1))).mean() + (
+        1 - (w * w0).sum(1) / (w.norm(dim=1) * w0.norm(dim=1))).mean()  # fmt: skip
+    l1 = (f - f0).abs().mean() + (w - w0).abs().mean()
+    mse = ((f - f0) ** 2).mean() + ((w - w0) ** 2).mean()
+    assert torch.equal(losses["default"], losses["cosine"])
+    ce = losses["cosine"] - lam * cos  # the cross-entropy terms, the same in every run
+    torch.testing.assert_close(losses["l1"], ce + lam * l1, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(losses["mse"], ce + lam * mse, rtol=1e-5, atol=1e-6)
+    assert abs(float(l1 - cos)) > 1e-3 and abs(float(mse - cos)) > 1e-3  # far above the tolerance: told apart
 
 
 @pytest.mark.parametrize("trainer", ["MMRL", "MMRLpp"])
@@ -232,6 +259,7 @@ def test_checkpoint_of_the_other_method_is_rejected(tiny_path, data_root, tmp_pa
         (["TRAINER.MMRL.REP_LAYERS", [0, 6]], "integers from 1"),
         (["TRAINER.MMRL.REP_LAYERS", []], "is empty"),
         (["TRAINER.MMRL.PREC", "bf16"], "PREC must be"),
+        (["TRAINER.MMRL.REG_LOSS", "l2"], "TRAINER.MMRL.REG_LOSS is 'l2': use one of cosine, l1, mse"),
         (["TASK", "DG"], "TASK must be"),
     ],
 )

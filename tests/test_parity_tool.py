@@ -2,14 +2,16 @@
 here, run through the real launcher and compared by the real comparison.
 
 The stand-in train.py has the habits the launcher's shims exist for: it moves its model and batches with
-``.cuda()``, casts a layer with ``Module.half()``, builds Dassl's constant-warmup scheduler (which passes
-``verbose`` to torch's scheduler), reads its CLIP through ``clip._download`` and reloads its own pickled
-checkpoint with Dassl's ``load_checkpoint``. "Ours" is a copy without those habits, in which a difference
-can be planted: one loss, one per-class count, the result block left out.
+``.cuda()``, casts a layer with ``Module.half()`` in its ``trainers/maple.py``, builds Dassl's constant-warmup
+scheduler (which passes ``verbose`` to torch's scheduler), reads its CLIP through ``clip._download`` and
+reloads its own pickled checkpoint with Dassl's ``load_checkpoint``. A probe script has the habits of the
+methods with scenario shims (TCP, MetaPrompt, CLIP-Adapter, ProVP). "Ours" is a copy without those habits,
+in which a difference can be planted: one loss, one per-class count, the result block left out.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -24,6 +26,7 @@ from clip.model import RESNET
 from tools.parity import cli, compare, repos, runner, worlds
 from tools.parity.pins import seeded_run, train_steps
 from tools.parity.scenario import Run, Scenario
+from tools.parity.scenarios import SCENARIOS
 
 DASSL = {
     "dassl/__init__.py": "",
@@ -100,6 +103,16 @@ OFFICIAL = {
         def _download(url, root=None):
             raise RuntimeError("no network in a parity run")
     """,
+    "trainers/__init__.py": "",
+    "trainers/maple.py": """
+        import torch
+
+
+        def projection():
+            proj = torch.nn.Linear(8, 8)
+            proj.half()  # the official MaPLe casts a projection to fp16 whatever the precision
+            return proj
+    """,
     "configs/datasets/dtd.yaml": "",
     "configs/trainers/StandIn/tiny.yaml": "",
     "train.py": """
@@ -132,10 +145,13 @@ OFFICIAL = {
         scale = torch.load(path)["logit_scale"].float()
         torch.manual_seed(a.seed)
         model = torch.nn.Linear(8, 3)
-        proj = torch.nn.Linear(8, 8)
         if CUDA_HABITS:
+            from trainers.maple import projection
+
             model = model.cuda()
-            proj.half()  # the official MaPLe casts a projection to fp16 whatever the precision
+            proj = projection()
+        else:
+            proj = torch.nn.Linear(8, 8)
         g = torch.Generator().manual_seed(0)
         images, labels = torch.randn(6, 8, generator=g), torch.tensor([0, 1, 2, 0, 1, 2])
         os.makedirs(a.output_dir, exist_ok=True)
@@ -283,6 +299,22 @@ def test_a_difference_below_the_printed_digits_is_caught_by_the_recorder():
     )
 
 
+def test_the_2022_dassl_forks_printing_is_compared_in_the_same_form_as_ours():
+    """ProVP's forked Dassl prints steps and percentages in its own format: the same values compare equal,
+    other values not (lines printed by each, the timing fields differing)."""
+    fork = ("epoch [1/3][2/3]\ttime 1.261 (1.295)\tdata 0.003 (0.011)\teta 0:00:09\txe_loss 1.1476 (1.2115)\t"
+            "ref_loss 1.2943 (1.2990)\tacc 50.0000 (37.5000)\tlr 1.000000e-05\n"
+            "* class: 0 (banded)\ttotal: 3\tcorrect: 3\tacc: 100.00%\n* accuracy: 33.33%\n")  # fmt: skip
+    ours = ("epoch [1/3] batch [2/3] time 1.170 (1.180) data 0.008 (0.009) xe_loss 1.1476 (1.2115) ref_loss 1.2943 "
+            "(1.2990) acc 50.0000 (37.5000) lr 1.0000e-05 eta 0:00:08\n"
+            "* class: 0 (banded)\ttotal: 3\tcorrect: 3\tacc: 100.0%\n* accuracy: 33.3%\n")  # fmt: skip
+    a, b = compare.printed(fork), compare.printed(ours)
+    assert a == b and a.steps == ["epoch [1/3] batch [2/3] xe_loss 1.1476 (1.2115) ref_loss 1.2943 (1.2990) "
+                                  "acc 50.0000 (37.5000) lr 1.0000e-05"]  # fmt: skip
+    assert compare.printed(ours.replace("ref_loss 1.2943", "ref_loss 1.2944")).steps != a.steps
+    assert compare.printed(ours.replace("lr 1.0000e-05", "lr 1.0001e-05")).steps != a.steps
+
+
 def git(*args: str, cwd: Path) -> str:
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
@@ -352,3 +384,162 @@ def test_a_checkout_at_another_commit_stops_the_cli_before_any_run(tmp_path, cap
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and "not the pinned ff61507c7904" in err
     assert not (tmp_path / "work" / "runs").exists()
+
+
+# ---- the scenarios of TCP, ProVP, MetaPrompt and CLIP-Adapter, and their shims
+
+PROBE = {
+    "dassl/optim/optimizer.py": """
+        import torch
+
+
+        def build_optimizer(params):
+            return torch.optim.Adam(params, lr=0.1)  # upstream Dassl passes no eps
+    """,
+    "trainers/__init__.py": "",
+    "trainers/tcp.py": """
+        import torch
+
+
+        def meta_net():
+            net = torch.nn.Linear(2, 2)
+            net.half()  # TCP's fp16 meta-network, computed in its fp32 runs too
+            return net
+    """,
+    "trainers/clip_text/__init__.py": "",
+    "trainers/clip_text/clip.py": """
+        def _download(url, root=None):
+            raise RuntimeError("no network in a parity run")
+    """,
+    "release/clip_adapter.py": """
+        import torch
+
+        import trainers.tcp
+
+        REGISTERED = "CLIP_Adapter"
+
+
+        class Adapter(torch.nn.Module):
+            def __init__(self, c_in, reduction=4):
+                super(Adapter, self).__init__()
+                self.fc = torch.nn.Linear(c_in, c_in // reduction, bias=False)
+    """,
+    "probe.py": """
+        import json
+        import sys
+
+        import torch
+        from pkg_resources import packaging  # TCP's clip/clip.py
+
+        import trainers
+        import trainers.vpclip  # ProVP's trainers/__init__.py imports it; no commit has it
+        from dassl.optim.optimizer import build_optimizer
+        from trainers.clip_text import clip
+        from trainers.tcp import meta_net
+
+        p = torch.nn.Parameter(torch.ones(2))
+        optim = torch.optim.SGD([p], lr=0.1)
+        p.sum().backward()
+        optim.zero_grad()
+        adapter = getattr(trainers, "clip_adapter", None)
+        out = {
+            "adam_eps": build_optimizer([torch.nn.Parameter(torch.ones(1))]).defaults["eps"],
+            "grad_after_zero_grad": None if p.grad is None else p.grad.tolist(),
+            "to_cuda": str(torch.ones(1).to("cuda").device) if "to_cuda" in sys.argv else "",
+            "meta_net": str(meta_net().weight.dtype),
+            "download": clip._download("https://example.invalid/ViT-B-16.pt"),
+            "packaging": str(packaging.version.parse("1.7.1") < packaging.version.parse("2.0")),
+            "module": getattr(adapter, "REGISTERED", None),
+            "adapter_in": adapter.Adapter(1024, 4).fc.in_features if adapter else None,  # the release's literal
+        }
+        print("PROBE " + json.dumps(out))
+    """,
+}
+
+
+@pytest.fixture(scope="module")
+def probe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("probe")
+    write(root, PROBE)
+    return root
+
+
+def probe(folder: Path, *launcher_args: str, script_args: tuple[str, ...] = ()) -> dict:
+    """The probe run on the official side through the launcher; what it printed."""
+    clip = folder / "world-clip.pt"
+    torch.save({"text_projection": torch.zeros(16, 48)}, clip)  # a world with 48-d features
+    cmd = [sys.executable, runner.LAUNCH, "--side", "official", "--record", str(folder / "rec"), "--clip", str(clip),
+           "--dassl", str(folder), *launcher_args, "--", "probe.py", *script_args]  # fmt: skip
+    done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, env=runner.environment(1))
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("PROBE "))
+    return json.loads(line.removeprefix("PROBE "))
+
+
+def test_the_scenario_shims_apply_only_where_a_scenario_names_them(probe_dir):
+    plain = probe(probe_dir)
+    assert plain["adam_eps"] == 1e-8 and plain["grad_after_zero_grad"] is None and plain["module"] is None
+    # common to every official run: TCP's own clip package gets the world's file, its fp16 meta-network stays
+    # fp16 (Module.half() is a no-op only in MaPLe's file), pkg_resources' packaging is there
+    assert plain["download"] == str(probe_dir / "world-clip.pt") and plain["meta_net"] == "torch.float16"
+    assert plain["packaging"] == "True"
+    release = f"trainers.clip_adapter={probe_dir / 'release' / 'clip_adapter.py'}"
+    assert probe(probe_dir, "--module", release)["adapter_in"] == 1024
+    shimmed = probe(probe_dir, "--shim", "adam_eps", "--shim", "zero_grad_keeps_grads", "--shim", "to_cuda",
+                    "--shim", "adapter_width", "--module", release, script_args=("to_cuda",))  # fmt: skip
+    assert shimmed["adam_eps"] == 1e-3  # TCP's README edit of Dassl's Adam
+    assert shimmed["grad_after_zero_grad"] == [0.0, 0.0]  # torch 1.10's zero_grad (MetaPrompt's torch1)
+    assert shimmed["to_cuda"] == "cpu"  # CLIP-Adapter's prompts.to("cuda")
+    assert shimmed["module"] == "CLIP_Adapter"  # the release's file imported as CoOp's trainers.clip_adapter
+    assert shimmed["adapter_in"] == 48  # its Adapter(1024, 4) sized by the world's features
+
+
+def test_the_new_methods_scenarios_are_listed_with_their_repositories(capsys):
+    assert cli.main(["--list"]) == 0
+    listed = [line.split()[:3] for line in capsys.readouterr().out.splitlines()]
+    expected = {"TCP": "htyao89/Textual-based_Class-aware_prompt_tuning@bd97bec", "ProVP": "MCG-NJU/ProVP@837b8fb",
+                "Meta_B2N": "Vill-Lab/2024-TIP-MetaPrompt@ca99607", "Meta_DG": "Vill-Lab/2024-TIP-MetaPrompt@ca99607",
+                "CLIP_Adapter": "gaopengcuhk/CLIP-Adapter@08d07f8"}  # fmt: skip
+    for method, repo in expected.items():
+        rows = [row for row in listed if row[0] == method]
+        assert len(rows) >= 2 and all(row[2] == repo for row in rows), (method, rows)
+    pinned = {pin.test for s in SCENARIOS for pin in s.pins if s.method in expected}
+    assert pinned == {"tests/test_tcp.py", "tests/test_provp.py", "tests/test_metaprompt.py",
+                      "tests/test_clip_adapter.py"}  # fmt: skip
+    for test in pinned:  # each pinned test names the tools.parity command that regenerates it
+        assert "python -m tools.parity" in (Path(__file__).parent.parent / test).read_text(), test
+
+
+def test_each_side_reads_its_own_dataset_config_and_trainer_config():
+    """MetaPrompt's official dataset files sit in b2n/ and dg/; CLIP-Adapter's official run reads CoOp's files."""
+    meta = next(s for s in SCENARIOS if s.method == "Meta_DG")
+    official = meta.train_args(meta.runs[0], "root", "out", None, official=True)
+    ours_args = meta.train_args(meta.runs[0], "root", "out", None, official=False)
+    assert official[official.index("--dataset-config-file") + 1] == "configs/datasets/dg/pacs.yaml"
+    assert ours_args[ours_args.index("--dataset-config-file") + 1] == "configs/datasets/pacs.yaml"
+    adapter = next(s for s in SCENARIOS if s.method == "CLIP_Adapter")
+    official = adapter.train_args(adapter.runs[0], "root", "out", None, official=True)
+    ours_args = adapter.train_args(adapter.runs[0], "root", "out", None, official=False)
+    config = ours_args[ours_args.index("--config-file") + 1]
+    assert official[official.index("--config-file") + 1] == config.replace("/CLIP_Adapter/", "/CoOp/")
+    assert (Path(__file__).parent.parent / config).exists()
+
+
+def test_clip_adapter_runs_in_coop_s_checkout_and_provp_on_its_own_dassl(tmp_path, monkeypatch):
+    """The official side's folders: CLIP-Adapter's code folder is CoOp's, with the release's file as a module;
+    ProVP imports the Dassl fork of its own checkout, not upstream's."""
+    names = {"coop": "CoOp", "clip-adapter": "CLIP-Adapter", "provp": "ProVP", "dassl": "Dassl.pytorch"}
+    for key, name in names.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        git("init", "-q", cwd=folder)
+        git("commit", "-q", "--allow-empty", "-m", "x", cwd=folder)
+        r = repos.REPOS[key]
+        commit = git("rev-parse", "HEAD", cwd=folder).strip()
+        monkeypatch.setitem(repos.REPOS, key, repos.Repo(key, r.url, commit, r.code, r.dassl))
+    a = cli.parse(["CLIP_Adapter", "--checkouts", str(tmp_path), "--work", str(tmp_path / "work")])
+    paths = cli.paths_for(next(s for s in SCENARIOS if s.method == "CLIP_Adapter"), a)
+    assert paths.code == str(tmp_path / "CoOp") and paths.dassl == str(tmp_path / "Dassl.pytorch")
+    assert paths.modules == (f"trainers.clip_adapter={tmp_path / 'CLIP-Adapter' / 'clip_adapter.py'}",)
+    paths = cli.paths_for(next(s for s in SCENARIOS if s.method == "ProVP"), a)
+    assert paths.code == str(tmp_path / "ProVP" / "ProVP") and paths.dassl == str(tmp_path / "ProVP" / "Dassl")

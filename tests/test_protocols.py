@@ -136,3 +136,23 @@ def test_the_runner_stops_at_the_first_failure_and_resumes(tmp_path, capsys):
     assert all(cell_status(c.output_dir) == FINISHED for c in cells)
     assert "* accuracy: 60.00% +- 0.00%" in capsys.readouterr().out  # each <CFG> folder summarised
     assert [p.name[:21] for p in (tmp_path / "out").rglob("log.txt.*")] == ["log.txt.incomplete-20"]
+
+
+def test_multi_source_dg_cells_parse_back_to_their_held_out_domain(tmp_path):
+    """dg/<held-out domain>/<dataset>/shots_<K>/...: the report files each run under its dataset, shots and domain,
+    with DATASET.ID the domain's index in the loader (DomainNet's six, in Dassl's and MetaPrompt's order)."""
+    cells = plan("dg", ["Meta_DG"], str(tmp_path), "/d", ["domainnet"], [2], [5])
+    domains = ["clipart", "infograph", "painting", "quickdraw", "real", "sketch"]
+    assert [c.name for c in cells] == [f"Meta_DG/domainnet/{d}/5-shot/seed2" for d in domains]
+    for i, cell in enumerate(cells):
+        assert list(cell.args[-4:]) == ["DATASET.NUM_SHOTS", "5", "DATASET.ID", str(i)]
+        where = parse_run_dir(cell.output_dir)
+        assert (where.tree, where.stage, where.dataset) == ("dg", domains[i], "domainnet")
+        assert (where.shots, where.seed) == (5, 2)
+        os.makedirs(cell.output_dir)
+        with open(os.path.join(cell.output_dir, "metrics.json"), "w") as f:
+            json.dump({"accuracy": 40.0 + i, "phase": {"split": "test"}}, f)
+    res = load_results(str(tmp_path))
+    assert {(r.protocol, r.phase, r.accuracy) for r in res.runs} == {("dg", d, 40.0 + i) for i, d in enumerate(domains)}
+    with pytest.raises(ProtocolError, match=r"^MMRL has no 'dg' setting in configs/trainers/MMRL/protocols.yaml"):
+        plan("dg", ["MMRL"], str(tmp_path), "/d", ["pacs"])

@@ -33,7 +33,7 @@ OFFICIAL_CLIP = tiny_clip_config(vision_width=768, vision_patch_size=16)
 # patches only: an empty trainers.vpclip, clip._download returning this CLIP, the warmup scheduler's
 # `verbose`, full checkpoint loads) for the recipe of run_recipe() on its own ProVP trainer and config,
 # ProVP-Ref with vit_b16_b2n_ep100.yaml (2026-12-05); ours with EXACT True printed the same values, bit for
-# bit, and drew the same next random number.
+# bit, and drew the same next random number. Regenerate: python -m tools.parity ProVP --scenario seeded --write-pins
 OFFICIAL = {
     "steps": [
         {"xe_loss": 1.7020049095153809, "ref_loss": 1.3129578828811646, "acc": 25.0},

@@ -327,7 +327,7 @@ def test_parse_test_res_report_and_demo_table_show_the_same_numbers(tmp_path, ca
 
     import parse_test_res
     from demo.dataset import DATASET_DIR
-    from demo.run import QUICK, demo_table
+    from demo.run import QUICK, ZERO_SHOT, demo_table
     from tools.report import render_text
 
     base, novel = [50.34, 51.16, 52.34], [40.06, 41.94, 41.11]
@@ -356,11 +356,18 @@ def test_parse_test_res_report_and_demo_table_show_the_same_numbers(tmp_path, ca
     md = (tmp_path / "report.md").read_text()
     assert md_row(md, DATASET_DIR, "MMRL", expected["base"], expected["new"])
 
+    for stage, acc, subsample in (("train_base", 25.333, "base"), ("test_new", 36.336, "new")):  # zero-shot CLIP
+        path = run_dir(tmp_path, B2N, stage, DATASET_DIR, "shots_16", "ZeroshotCLIP", "vit_b16", "seed1")
+        write_metrics(path, acc, task="B2N", subsample=subsample)
     settings = dataclasses.replace(QUICK, methods=("MMRL",), seeds=(1, 2, 3))
-    table, rows = demo_table(settings, {"base": 60.0, "new": 50.0}, str(tmp_path))
-    line = next(line for line in render_text(table).splitlines() if line.startswith("MMRL "))
+    table, rows = demo_table(settings, str(tmp_path))
+    lines = render_text(table).splitlines()
+    line = next(line for line in lines if line.startswith("MMRL "))
     assert line.split()[1:7] == [*expected["base"].split(), *expected["new"].split()]
     assert rows["MMRL"]["base"] == pytest.approx(statistics.mean(base))
+    zero_shot = next(line for line in lines if line.startswith(ZERO_SHOT))
+    assert zero_shot.split()[-3:] == ["25.33", "36.34", f"{2 * 25.333 * 36.336 / (25.333 + 36.336):.2f}"]
+    assert rows[ZERO_SHOT] == pytest.approx({"base": 25.333, "base_std": 0, "new": 36.336, "new_std": 0})
 
 
 def test_a_model_selected_on_the_test_set_is_flagged(tmp_path):

@@ -16,7 +16,8 @@ from dassl.config import get_cfg_default
 from trainers.base import ConfigError
 from trainers.config import extend_cfg
 from trainers.tcp import TCP, build_tcp
-from trainers.tcp.tcp import PROMPT_TEMPLATES, TEACHER_TEMPLATES, ClassAwareTokens
+from trainers.tcp.tcp import ClassAwareTokens
+from trainers.templates import templates
 
 CLASSNAMES = ["banded", "blotchy", "braided", "bubbly", "chequered"]
 LABELS = [[0, 1, 2, 3], [4, 0, 1, 2], [3, 4, 0, 1], [2, 3, 4, 0]]
@@ -222,16 +223,18 @@ def test_frozen_class_features_are_the_released_fp16_clip_s(tiny_path: str) -> N
 
 
 def test_the_official_templates() -> None:
-    """TCP's two tables (trainers/tcp.py of the official code: CUSTOM_TEMPLATES_ori, CUSTOM_TEMPLATES)."""
-    assert TEACHER_TEMPLATES["FGVCAircraft"] == "a photo of an aircraft {}."
-    assert TEACHER_TEMPLATES["Food101"] == "a photo of a {}, a type of food."
-    assert TEACHER_TEMPLATES["DescribableTextures"] == "a photo of a {}, a type of texture."
-    assert TEACHER_TEMPLATES["EuroSAT"] == "a centered satellite photo of {}."
-    assert TEACHER_TEMPLATES["UCF101"] == "a photo of a person doing {}."
-    assert PROMPT_TEMPLATES["StanfordCars"] == "X X X X {}, a type of car"
-    assert PROMPT_TEMPLATES["DescribableTextures"] == "X X X X {} texture."
-    assert PROMPT_TEMPLATES["ImageNet"] == "a photo of a {}."
-    assert len(TEACHER_TEMPLATES) == len(PROMPT_TEMPLATES) == 15
+    """TCP's two tables (trainers/tcp.py of the official code: CUSTOM_TEMPLATES_ori, CUSTOM_TEMPLATES), as
+    configs/trainers/TCP/templates.yaml holds them (teacher, prompts)."""
+    teacher, prompt = templates("TCP", "teacher").datasets, templates("TCP").datasets
+    assert teacher["FGVCAircraft"] == "a photo of an aircraft {}."
+    assert teacher["Food101"] == "a photo of a {}, a type of food."
+    assert teacher["DescribableTextures"] == "a photo of a {}, a type of texture."
+    assert teacher["EuroSAT"] == "a centered satellite photo of {}."
+    assert teacher["UCF101"] == "a photo of a person doing {}."
+    assert prompt["StanfordCars"] == "X X X X {}, a type of car"
+    assert prompt["DescribableTextures"] == "X X X X {} texture."
+    assert prompt["ImageNet"] == "a photo of a {}."
+    assert len(teacher) == len(prompt) == 15
 
 
 def test_adam_eps_reaches_adam_only(tiny_path: str) -> None:

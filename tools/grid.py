@@ -3,6 +3,7 @@
     python -m tools.grid --protocol base2new --methods CoOp MMRL --datasets dtd eurosat --seeds 1 2 3 \\
         --root DATA --output OUT --executor local --gpus 0 1 -- MODEL.BACKBONE.PATH /models/ViT-B-16.pt
     python -m tools.grid ... --executor slurm --partition gpu --time 240 --gpus-per-job 1
+    python -m tools.grid --ablation lambda --methods MMRL --root DATA --output OUT ...   # a declared ablation
 
 Every cell is a command line of the protocol's run plan (``tools/protocols``, the one the shell scripts run,
 settings from each method's protocols.yaml) into the same output tree, so a grid and the scripts share
@@ -29,6 +30,8 @@ from dataclasses import dataclass
 
 from dassl.utils import UserError
 from tools.protocols import FINISHED, PROTOCOLS, ProtocolError, cell_status, plan
+from tools.protocols.ablation import PROTOCOL as ABLATION_PROTOCOL
+from tools.protocols.ablation import ablation_plan
 from tools.protocols.plan import Cell
 from tools.protocols.settings import REPO
 from tools.run_lock import LOCKED_EXIT, holder
@@ -189,11 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         opts, argv = argv[argv.index("--") + 1 :], argv[: argv.index("--")]
     p = argparse.ArgumentParser(prog="python -m tools.grid", description=__doc__.splitlines()[0])
-    p.add_argument("--protocol", required=True, choices=PROTOCOLS)
+    p.add_argument("--protocol", choices=PROTOCOLS, help="required unless --ablation (base2new)")
+    p.add_argument("--ablation", default=None, help="a declared ablation of the methods (their protocols.yaml)")
+    p.add_argument("--values", nargs="+", default=None, help="the ablation's values to run (default: all)")
     p.add_argument("--methods", nargs="+", required=True)
     p.add_argument("--datasets", nargs="+", default=None, help="default: all of the protocol's")
-    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    p.add_argument("--shots", nargs="+", type=int, default=[1, 2, 4, 8, 16])
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="default: 1 2 3, or the ablation's")
+    p.add_argument("--shots", nargs="+", type=int, default=None,
+                   help="shots per class of few_shot and dg (default: 1 2 4 8 16; dg: 1 5)")
     p.add_argument("--root", required=True, help="the datasets folder (train.py --root)")
     p.add_argument("--output", required=True)
     p.add_argument("--executor", choices=("local", "slurm", "submitit-local"), default="local")
@@ -213,8 +219,17 @@ def main(argv: list[str] | None = None) -> int:
     if not osp.isdir(args.root):
         raise GridError(f"--root {args.root}: no such folder (see README.md#data)")
     output, root = osp.abspath(args.output), osp.abspath(args.root)
+    if args.protocol is None and args.ablation is None:
+        raise GridError("give --protocol (base2new, cross_datasets, few_shot) or --ablation NAME")
     try:
-        cells = plan(args.protocol, args.methods, output, root, args.datasets, args.seeds, args.shots, opts)
+        if args.ablation is not None:
+            if args.protocol not in (None, ABLATION_PROTOCOL):
+                raise ProtocolError(f"--ablation runs on {ABLATION_PROTOCOL}, not {args.protocol}")
+            cells = ablation_plan(args.methods, args.ablation, output, root, args.datasets, args.seeds, opts,
+                                  values=args.values)  # fmt: skip
+        else:
+            cells = plan(args.protocol, args.methods, output, root, args.datasets, args.seeds or [1, 2, 3], args.shots,
+                         opts)  # fmt: skip
     except ProtocolError as e:
         raise GridError(str(e)) from e
 
@@ -231,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [j for j in jobs if j.state == "failed"]
     print(f"Grid finished: {len(jobs) - len(failed)} cells done, {len(failed)} failed")
     if not args.no_report:
-        subprocess.call([args.python, "-m", "tools.report", output, "--show", args.protocol], cwd=REPO)
+        show = "ablation" if args.ablation is not None else args.protocol
+        subprocess.call([args.python, "-m", "tools.report", output, "--show", show], cwd=REPO)
     return 1 if failed else 0
 
 

@@ -2,7 +2,7 @@
 
 - ``prompt_template``: the template a dataset's prompts use: the dataset's own (ImageFolder's
   ``DATASET.FOLDER.TEMPLATE``, which the trainer passes to every factory as ``template``) or else the
-  method's table, CoOp's ``TEMPLATES`` by default (also the prompts of the MMRL paper's Table 7).
+  method's table (``trainers/templates.py`` reads them from ``configs/``), CoOp's by default.
 - ``class_prompts``: one prompt per class from that template.
 - ``ClassPrompts``: the fixed parts of "<context> <class name>." for prompt learners (SOS embedding,
   the rest of the tokens, EOT positions), under the official buffer names ``token_prefix`` / ``token_suffix``.
@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -19,24 +19,7 @@ from clip import clip
 from clip.model import CLIP
 from clip.tokenizer import default_tokenizer
 
-TEMPLATES = {
-    "OxfordPets": "a photo of a {}, a type of pet.",
-    "OxfordFlowers": "a photo of a {}, a type of flower.",
-    "FGVCAircraft": "a photo of a {}, a type of aircraft.",
-    "DescribableTextures": "{} texture.",
-    "EuroSAT": "a centered satellite photo of {}.",
-    "StanfordCars": "a photo of a {}.",
-    "Food101": "a photo of {}, a type of food.",
-    "SUN397": "a photo of a {}.",
-    "Caltech101": "a photo of a {}.",
-    "UCF101": "a photo of a person doing {}.",
-    "ImageNet": "a photo of a {}.",
-    "ImageNetSketch": "a photo of a {}.",
-    "ImageNetV2": "a photo of a {}.",
-    "ImageNetA": "a photo of a {}.",
-    "ImageNetR": "a photo of a {}.",
-}
-DEFAULT_TEMPLATE = "a photo of a {}."
+from .templates import Templates, templates
 
 
 def class_name(name: str) -> str:
@@ -44,16 +27,17 @@ def class_name(name: str) -> str:
     return name.replace("_", " ")
 
 
-def prompt_template(dataset: str, template: str | None = None, table: Mapping[str, str] = TEMPLATES) -> str:
-    """The dataset's own ``template`` if it brings one (the user asked for it), else ``table``'s entry."""
-    return template or table.get(dataset, DEFAULT_TEMPLATE)
+def prompt_template(dataset: str, template: str | None = None, table: Templates | None = None) -> str:
+    """The dataset's own ``template`` if it brings one (the user asked for it), else ``table``'s entry
+    (CoOp's table, ``configs/templates.yaml``, when none is given)."""
+    return template or (table or templates()).template(dataset)
 
 
 def class_prompts(
-    dataset: str, classnames: Sequence[str], templates: Mapping[str, str] = TEMPLATES, template: str | None = None
+    dataset: str, classnames: Sequence[str], table: Templates | None = None, template: str | None = None
 ) -> list[str]:
-    """One prompt per class from ``prompt_template(dataset, template, templates)``."""
-    chosen = prompt_template(dataset, template, templates)
+    """One prompt per class from ``prompt_template(dataset, template, table)``."""
+    chosen = prompt_template(dataset, template, table)
     return [chosen.format(class_name(name)) for name in classnames]
 
 

@@ -36,6 +36,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scenario", action="append", help="only this scenario (repeatable)")
     p.add_argument("--official-dir", help="a checkout of the method's official repository at its pinned commit")
     p.add_argument("--dassl-dir", help="a checkout of KaiyangZhou/Dassl.pytorch at its pinned commit")
+    p.add_argument("--coop-dir", help="a checkout of KaiyangZhou/CoOp (CLIP-Adapter's release runs inside it)")
     p.add_argument("--openai-clip-dir", help="a checkout of openai/CLIP (the masked-MHA adapter's release uses it)")
     p.add_argument("--checkouts", help="a folder with one checkout per repository, named as on GitHub")
     p.add_argument("--work", default=os.environ.get("MMRL_PARITY_DIR", DEFAULT_WORK),
@@ -79,9 +80,16 @@ def repo_dir(key: str, a: argparse.Namespace, given: str | None) -> str:
 def paths_for(scenario: Scenario, a: argparse.Namespace) -> runner.Paths:
     """Where the official side runs from, and what it imports besides its own folder."""
     repo = repos.REPOS[scenario.repo]
-    code = os.path.join(repo_dir(scenario.repo, a, a.official_dir), repo.code)
+    checkout = repo_dir(scenario.repo, a, a.official_dir)
+    code = os.path.join(checkout, repo.code)
+    if scenario.repo == "clip-adapter":  # one trainer file, run inside CoOp's repository as its README says
+        coop = repo_dir("coop", a, a.coop_dir)
+        return runner.Paths(coop, repo_dir("dassl", a, a.dassl_dir),
+                            modules=(f"trainers.clip_adapter={os.path.join(checkout, 'clip_adapter.py')}",))
     if scenario.repo == "clip-mma":  # the release imports OpenAI's clip package, not Dassl
         return runner.Paths(code, extra=(repo_dir("openai-clip", a, a.openai_clip_dir),))
+    if repo.dassl:  # its own forked Dassl, in the same checkout (ProVP's)
+        return runner.Paths(code, os.path.join(checkout, repo.dassl))
     return runner.Paths(code, repo_dir("dassl", a, a.dassl_dir))
 
 

@@ -2,7 +2,7 @@
 
 Compared, in this order, and the first difference reported with both lines:
 1. every printed training step (``epoch [e/E] batch [b/B] ... loss ... acc ... lr ...``), without the
-   timing fields;
+   timing fields, in one canonical form (``canonical_step``: the 2022 Dassl ProVP forked prints another);
 2. the per-class lines (``* class: <k> (<name>)  total  correct  acc``);
 3. the result block (``* total``, ``* correct``, ``* accuracy``, ``* error``, ``* macro_f1``);
 4. the recorded training-step values at full precision, and the recorded test outputs, bit for bit.
@@ -20,10 +20,29 @@ from dataclasses import dataclass, field
 
 import torch
 
-STEP = re.compile(r"^epoch \[\d+/\d+\] batch \[\d+/\d+\]")
-TIMING = re.compile(r"\s*(time|data) [\d.]+ \([\d.]+\)|\s*eta .*$")
+# A step line: upstream Dassl prints "epoch [1/3] batch [1/3] time .. data .. loss 1.2754 (1.2754) acc ..
+# lr 1.0000e-05 eta ..", the 2022 Dassl that ProVP forked "epoch [1/3][1/3]\ttime ..\tdata ..\teta ..\tloss ..
+# \tlr 1.000000e-05" (and 2-decimal percentages): both are compared in one canonical form.
+STEP = re.compile(r"^epoch \[(\d+)/(\d+)\](?: batch )?\[(\d+)/(\d+)\]")
+METER = re.compile(r"(\w+) (-?[\d.]+(?:e[-+]?\d+)?) \((-?[\d.]+(?:e[-+]?\d+)?)\)")
+LR = re.compile(r"\blr (\S+)")
+PERCENT = re.compile(r"(-?\d+\.\d+)%")
 PER_CLASS = re.compile(r"^\* class: ")
 RESULT = re.compile(r"^\* (total|correct|accuracy|error|macro_f1): ")
+
+
+def canonical_step(line: str) -> str:
+    """A printed step without its timing fields: ``epoch [e/E] batch [b/B] <meters> lr <4-digit mantissa>``."""
+    m = STEP.match(line)
+    assert m is not None
+    meters = " ".join(f"{k} {v} ({avg})" for k, v, avg in METER.findall(line) if k not in ("time", "data"))
+    lr = LR.search(line)
+    return f"epoch [{m[1]}/{m[2]}] batch [{m[3]}/{m[4]}] {meters}" + (f" lr {float(lr[1]):.4e}" if lr else "")
+
+
+def canonical_percent(line: str) -> str:
+    """Percentages with one decimal, as upstream Dassl prints them (the 2022 Dassl printed two)."""
+    return PERCENT.sub(lambda m: f"{float(m[1]):.1f}%", line)
 
 
 @dataclass
@@ -41,11 +60,11 @@ def printed(log: str) -> Printed:
     for line in log.splitlines():
         line = line.rstrip()
         if STEP.match(line):
-            out.steps.append(TIMING.sub("", line))
+            out.steps.append(canonical_step(line))
         elif PER_CLASS.match(line):
-            out.per_class.append(line)
+            out.per_class.append(canonical_percent(line))
         elif RESULT.match(line):
-            out.result.append(line)
+            out.result.append(canonical_percent(line))
     return out
 
 

@@ -88,22 +88,28 @@ def steps(a: dict, side: str, clip: str, exact: bool) -> dict[str, Any]:
     labels = torch.tensor([LABELS[i % len(LABELS)] for i in range(n)])
     t.set_model_mode("train")
     t.num_batches = a.get("num_batches", 100)
-    losses, accs, lrs = [], [], []
+    losses, accs, lrs, summaries = [], [], [], []
     for i in range(n):
         if a.get("schedule") == "epochs":  # epochs of num_batches batches: the lr steps at each epoch's end
             t.epoch, t.batch_idx = divmod(i, t.num_batches)
         else:
             t.epoch, t.batch_idx = 0, i % t.num_batches
         summary = t.forward_backward({"img": images[i], "label": labels[i]})
-        losses.append(summary["loss"])
+        summaries.append(summary)
+        losses.append(summary.get("loss"))  # None where the loss is printed as named terms (ProVP-Ref)
         accs.append(summary.get("acc"))
         lrs.append(t.get_current_lr())
     t.set_model_mode("eval")
     extra = torch.randn(a["eval"], *shape[1:]) if g is None else torch.randn(a["eval"], *shape[1:], generator=g)
     with torch.no_grad():
         out = t.model_inference(extra) if a.get("inference") else t.model(extra)
+    # Asked for: every printed value of every step; the next number the global generator draws (every
+    # draw of the build and the steps was the official one).
+    more = {"summaries": summaries} if a.get("summaries") else {}
+    if a.get("next_draw"):
+        more["next_draw"] = torch.rand(1).item()
     return {"losses": losses, "accs": accs, "lrs": lrs, **outputs(out, a.get("form", ""), side),
-            **state_values(t, a, side)}  # fmt: skip
+            **state_values(t, a, side), **more}  # fmt: skip
 
 
 def features(a: dict, side: str, clip: str, exact: bool) -> dict[str, Any]:

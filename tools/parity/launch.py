@@ -19,6 +19,7 @@ import argparse
 import functools
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import json
 import os
 import runpy
@@ -122,15 +123,24 @@ def shim_cuda() -> None:
     torch.nn.Module.cuda = lambda self, *args, **kwargs: self  # type: ignore[method-assign]
 
 
-def shim_module_half() -> None:
-    """``Module.half()`` returns the module unchanged.
+def shim_module_half_in(filename: str) -> None:
+    """``Module.half()`` called from ``filename`` returns the module unchanged.
 
-    MaPLe's prompt learner casts its ``proj`` layer to fp16 whatever PREC is; in an fp32 run its fp32
-    prompts then meet fp16 weights, which fails. (Other ``Module.half()`` calls of the official code run
-    only in fp16 runs.) ``Tensor.half()`` is left alone where it only rounds: a prompt cast to fp16 and
-    concatenated with fp32 tokens is promoted back, which is what the official fp32 runs compute.
+    MaPLe's prompt learner (``trainers/maple.py``) casts its ``proj`` layer to fp16 whatever PREC is; in an
+    fp32 run its fp32 prompts then meet fp16 weights, which fails. Other ``Module.half()`` calls are left
+    alone: CoCoOp's and MMA's run only in fp16 runs, KgCoOp's meta-network is never in its forward, and
+    TCP's fp16 meta-network is what its fp32 runs compute (ours reproduces it). ``Tensor.half()`` is left
+    alone where it only rounds: a prompt cast to fp16 and concatenated with fp32 tokens is promoted back,
+    which is what the official fp32 runs compute.
     """
-    torch.nn.Module.half = lambda self: self  # type: ignore[method-assign]
+    half = torch.nn.Module.half
+
+    def module(self: torch.nn.Module) -> torch.nn.Module:
+        if sys._getframe(1).f_code.co_filename.replace(os.sep, "/").endswith(filename):
+            return self
+        return half(self)
+
+    torch.nn.Module.half = module  # type: ignore[method-assign]
 
 
 def shim_tensor_half_in(filename: str) -> None:
@@ -147,6 +157,118 @@ def shim_tensor_half_in(filename: str) -> None:
         return half(self, *args, **kwargs)
 
     torch.Tensor.half = tensor  # type: ignore[method-assign]
+
+
+class _AdamEps(ModuleType):
+    """``torch`` as Dassl's optimizer module sees it: ``torch.optim.Adam`` with eps 1e-3 unless given."""
+
+    def __init__(self) -> None:
+        super().__init__("torch")
+        self.optim = ModuleType("torch.optim")
+        self.optim.__dict__.update(torch.optim.__dict__)
+        self.optim.Adam = functools.partial(torch.optim.Adam, eps=1e-3)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(torch, name)
+
+
+def shim_adam_eps(module: ModuleType) -> None:
+    """Dassl's Adam with ``eps=1e-3``: the edit of ``dassl/optim/optimizer.py`` TCP's README asks for (its
+    fp16 meta-network gives NaN losses with Adam's default eps); every TCP result was produced with it."""
+    module.torch = _AdamEps()
+
+
+def shim_zero_grad_keeps_grads() -> None:
+    """``Optimizer.zero_grad()`` zeroes gradients in place (``set_to_none=False``), as torch < 2.0 did.
+
+    MetaPrompt's official environment is torch 1.10.1: with its default, a parameter whose gradient was
+    zeroed keeps a (zero) gradient, and SGD's weight decay and momentum then still move it; torch 2's
+    default (``None``) skips it. Its published numbers are the torch 1.10 ones (docs/methods/metaprompt.md).
+    """
+    zero_grad = torch.optim.Optimizer.zero_grad
+
+    def keep(self: Any, set_to_none: bool = False) -> None:
+        zero_grad(self, set_to_none=set_to_none)
+
+    torch.optim.Optimizer.zero_grad = keep  # type: ignore[method-assign]
+
+
+def shim_to_cuda() -> None:
+    """``Tensor.to("cuda")`` stays on the CPU: CLIP-Adapter moves its tokenized prompts with it."""
+    to = torch.Tensor.to
+
+    def cpu(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        args = tuple("cpu" if str(x).startswith("cuda") else x for x in args)
+        if str(kwargs.get("device", "")).startswith("cuda"):
+            kwargs["device"] = "cpu"
+        return to(self, *args, **kwargs)
+
+    torch.Tensor.to = cpu  # type: ignore[method-assign]
+
+
+def load_module(name: str, path: str) -> ModuleType:
+    """The file ``path`` imported as module ``name`` (and set on its parent package)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, module)
+    return module
+
+
+def shim_adapter_width(module: ModuleType, clip_path: str) -> None:
+    """CLIP-Adapter's ``Adapter(1024, 4)`` is sized by the world's feature width.
+
+    The release writes its adapter for 1024-d features (RN50's); on another width it stops at its first
+    product ("mat1 and mat2 shapes cannot be multiplied"). Only the size changes: the layers, their draws
+    and the forward are the release's.
+    """
+    width = torch.load(clip_path, map_location="cpu", weights_only=True)["text_projection"].shape[1]
+    init = module.Adapter.__init__
+
+    def sized(self: torch.nn.Module, c_in: int, reduction: int = 4) -> None:
+        init(self, width, reduction)
+
+    module.Adapter.__init__ = sized
+
+
+# Shims a scenario asks for by name (Scenario.shims): (the module after whose import it applies, or "" for at
+# start-up; the shim, called with that module and the world's CLIP file, or with nothing at start-up).
+SCENARIO_SHIMS: dict[str, tuple[str, Callable[..., None]]] = {
+    "adam_eps": ("dassl.optim.optimizer", lambda module, clip: shim_adam_eps(module)),
+    "zero_grad_keeps_grads": ("", shim_zero_grad_keeps_grads),
+    "to_cuda": ("", shim_to_cuda),
+    "adapter_width": ("trainers.clip_adapter", shim_adapter_width),
+}
+
+
+def shim_pkg_resources() -> None:
+    """A ``pkg_resources`` holding ``packaging``, where setuptools no longer ships it (setuptools 81+).
+
+    TCP's ``clip/clip.py`` (OpenAI's of 2021) imports ``packaging`` from it to compare torch versions.
+    """
+    try:
+        import pkg_resources  # noqa: F401
+    except ImportError:
+        import packaging.version
+
+        stand_in = ModuleType("pkg_resources")
+        stand_in.packaging = packaging  # type: ignore[attr-defined]
+        sys.modules["pkg_resources"] = stand_in
+
+
+def shim_missing_modules(names: tuple[str, ...]) -> None:
+    """Each of ``names`` imports as an empty module.
+
+    ProVP's ``trainers/__init__.py`` imports ``trainers.vpclip``, which no commit of its repository has;
+    nothing of the code uses a name from it (docs/methods/provp.md), and without it ``train.py`` stops at
+    its imports.
+    """
+    for name in names:
+        sys.modules.setdefault(name, ModuleType(name))
 
 
 def shim_download(module: ModuleType, path: str) -> None:
@@ -227,8 +349,10 @@ def shim_full_load(module: ModuleType) -> None:
 # --- set-up ------------------------------------------------------------------------------------------
 
 
-def patches(side: str, recorder: Recorder, clip_path: str | None) -> Callable[[str], Patch | None]:
-    """Which patch a module gets when it is imported, by module name."""
+def patches(side: str, recorder: Recorder, clip_path: str | None, shims: tuple[str, ...] = (),
+            modules: tuple[str, ...] = ()) -> Callable[[str], Patch | None]:  # fmt: skip
+    """Which patch a module gets when it is imported, by module name (``shims``: the scenario's named shims
+    applied after an import; ``modules``: ``NAME=FILE`` imported right after NAME's package)."""
     table: dict[str, Patch] = {
         "dassl.utils.meters": lambda m: record_meters(m, recorder),
         "dassl.evaluation.evaluator": lambda m: record_evaluator(m, recorder),
@@ -238,9 +362,19 @@ def patches(side: str, recorder: Recorder, clip_path: str | None) -> Callable[[s
         table["dassl.utils.torchtools"] = shim_full_load
         if clip_path:
             table["clip.clip"] = lambda m: shim_download(m, clip_path)
+            # TCP's trainer loads its CLIP through its own copy of the clip package
+            table["trainers.clip_text.clip"] = lambda m: shim_download(m, clip_path)
         table["fomo.models.clip.clip_base"] = shim_release_loader
         table["trainers.zsclip"] = shim_fp32_clip
         table["trainers.promptsrc"] = lambda m: shim_fp32_clip(m, zero_shot_only=True)
+        for shim in shims:
+            after, apply = SCENARIO_SHIMS[shim]
+            if after:
+                table[after] = lambda m, apply=apply: apply(m, clip_path)
+        for spec in modules:
+            name, path = spec.split("=", 1)
+            then = table.get(name, lambda m: None)  # a shim of the loaded module
+            table[name.rpartition(".")[0]] = lambda m, name=name, path=path, then=then: then(load_module(name, path))
     return table.get
 
 
@@ -250,6 +384,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--record", required=True, help="folder for steps.jsonl and logits-<k>.pt")
     parser.add_argument("--clip", help="CLIP weights returned by the official clip._download")
     parser.add_argument("--dassl", help="upstream Dassl checkout, put on sys.path after the code's folder")
+    parser.add_argument("--shim", action="append", default=[], choices=sorted(SCENARIO_SHIMS),
+                        help="a scenario's shim (official side), repeatable")  # fmt: skip
+    parser.add_argument("--module", action="append", default=[], help="NAME=FILE imported after NAME's package")
     parser.add_argument("script", help="the script to run, relative to the working directory")
     parser.add_argument("args", nargs=argparse.REMAINDER)
     a = parser.parse_args(argv)
@@ -261,9 +398,17 @@ def main(argv: list[str] | None = None) -> None:
     recorder = Recorder(os.path.abspath(a.record))
     if a.side == "official":
         shim_cuda()
-        shim_module_half()
+        shim_module_half_in("trainers/maple.py")
         shim_tensor_half_in("trainers/promptsrc.py")
-    sys.meta_path.insert(0, _AfterImport(patches(a.side, recorder, a.clip and os.path.abspath(a.clip))))
+        shim_missing_modules(("trainers.vpclip",))
+        shim_pkg_resources()
+        for shim in a.shim:
+            after, apply = SCENARIO_SHIMS[shim]
+            if not after:
+                apply()
+    modules = tuple(f"{m.split('=', 1)[0]}={os.path.abspath(m.split('=', 1)[1])}" for m in a.module)
+    select = patches(a.side, recorder, a.clip and os.path.abspath(a.clip), tuple(a.shim), modules)
+    sys.meta_path.insert(0, _AfterImport(select))
     sys.argv = [a.script, *(a.args[1:] if a.args[:1] == ["--"] else a.args)]
     runpy.run_path(a.script, run_name="__main__")
 

@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from .compare import printed, recorded_outputs, recorded_steps
 
 CORRECT = re.compile(r"\tcorrect: (\d+)")
@@ -79,9 +81,43 @@ def release(v: dict) -> dict[str, Any]:
             "predictions": predictions}  # fmt: skip
 
 
+def tcp(v: dict) -> dict[str, Any]:
+    """tests/test_tcp.py: (loss, acc, lr) per step, then the eval logits, at full precision."""
+    return {"steps": [[loss, acc, lr] for loss, acc, lr in zip(v["losses"], v["accs"], v["lrs"])], "logits": v["all"]}
+
+
+def provp(v: dict) -> dict[str, Any]:
+    return {"steps": v["summaries"], "lrs": v["lrs"], "logits0": v["logits0"], "logits5": v["logits5"],
+            "next_draw": v["next_draw"]}  # fmt: skip
+
+
+def metaprompt(log: str, record: str) -> dict[str, Any]:
+    """tests/test_metaprompt.py: full-precision losses and accuracies, printed lrs, correct per class, the sum
+    (float64) and first row of the test outputs (a test-only run: no step values)."""
+    p, steps = printed(log), recorded_steps(record)
+    logits = torch.cat(recorded_outputs(record))
+    out: dict[str, Any] = {}
+    if steps:
+        out = {"loss": [s["loss"] for s in steps], "acc": [s["acc"] for s in steps],
+               "lr": [float(m.group(1)) for line in p.steps if (m := LR.search(line))]}  # fmt: skip
+    return {**out, "correct": correct(log, record), "logits_sum": logits.double().sum().item(),
+            "logits0": logits[0].tolist()}  # fmt: skip
+
+
+def clip_adapter(log: str, record: str) -> dict[str, Any]:
+    """tests/test_clip_adapter.py: full-precision losses, accuracies, printed lrs, correct per class, and the
+    predicted class of each test image (test-loader order)."""
+    p, steps = printed(log), recorded_steps(record)
+    return {"loss": [s["loss"] for s in steps], "acc": [s["acc"] for s in steps],
+            "lr": [float(m.group(1)) for line in p.steps if (m := LR.search(line))], "correct": correct(log, record),
+            "predicted": torch.cat(recorded_outputs(record)).argmax(1).tolist()}  # fmt: skip
+
+
 RUN_FORMS: dict[str, Callable[[str, str], Any]] = {
-    "train_steps": train_steps, "correct": correct, "seeded_run": seeded_run,
+    "train_steps": train_steps, "correct": correct, "metaprompt": metaprompt, "clip_adapter": clip_adapter,
+    "seeded_run": seeded_run,
 }  # fmt: skip
 DRIVER_FORMS: dict[str, Callable[[dict], Any]] = {
     "zs_features": zs_features, "kgcoop": kgcoop, "deep": deep, "mma": mma, "mmrl": mmrl, "release": release,
+    "tcp": tcp, "provp": provp,
 }  # fmt: skip

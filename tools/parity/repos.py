@@ -20,12 +20,14 @@ class CheckoutError(Exception):
 
 @dataclass(frozen=True)
 class Repo:
-    """One official repository: ``code`` is the folder (inside the checkout) that holds its train.py."""
+    """One official repository: ``code`` is the folder (inside the checkout) that holds its train.py;
+    ``dassl``, the folder holding its own forked Dassl, if it runs on one instead of upstream's."""
 
     key: str
     url: str
     commit: str
     code: str = ""
+    dassl: str = ""
 
     @property
     def short(self) -> str:
@@ -45,6 +47,11 @@ REPOS = {
         Repo("mmrl", GITHUB + "yunncheng/MMRL", "27d8821f6ac135a1d0c8e4c5ed78af14df0cd82e"),
         Repo("clip-mma", GITHUB + "dqmis/clip-mma", "1287cb5125500bd6bedff4ee7a6728784490f5c7"),
         Repo("openai-clip", GITHUB + "openai/CLIP", "d05afc436d78f1c48dc0dbf8e5980a9d471f35f6"),
+        Repo("tcp", GITHUB + "htyao89/Textual-based_Class-aware_prompt_tuning",
+             "bd97bec6bd4901baaf318e9e8f073f618d12066e"),
+        Repo("provp", GITHUB + "MCG-NJU/ProVP", "837b8fb3f7a3a170ba148e92d11ac8ca3d1982a2", "ProVP", "Dassl"),
+        Repo("metaprompt", GITHUB + "Vill-Lab/2024-TIP-MetaPrompt", "ca996074f789f67c8f8dde1c38a8da9a6c614e90"),
+        Repo("clip-adapter", GITHUB + "gaopengcuhk/CLIP-Adapter", "08d07f8b2ecafc6f1479fe636b26d464d7a5574e"),
     )
 }
 

@@ -25,12 +25,14 @@ SIDES = ("official", "exact", "default")
 @dataclass(frozen=True)
 class Paths:
     """Where each side's code is: the official code folder, upstream Dassl, more folders the official side
-    imports from, and our repository (its root holds our train.py)."""
+    imports from, our repository (its root holds our train.py), and single files the official side imports
+    under a module name (CLIP-Adapter's trainer, meant to be dropped into CoOp's ``trainers/``)."""
 
     code: str
     dassl: str = ""
     extra: tuple[str, ...] = ()
     ours: str = OURS
+    modules: tuple[str, ...] = ()  # NAME=FILE: files of another repository imported as module NAME
 
 
 @dataclass
@@ -52,12 +54,15 @@ def environment(threads: int, extra: tuple[str, ...] = ()) -> dict[str, str]:
     return env
 
 
-def launch(side: str, cwd: str, record: str, script: list[str], log: str, threads: int,
-           clip: str = "", paths: Paths | None = None, timeout: float | None = None) -> Outcome:  # fmt: skip
+def launch(side: str, cwd: str, record: str, script: list[str], log: str, threads: int, clip: str = "",
+           paths: Paths | None = None, timeout: float | None = None,
+           shims: tuple[str, ...] = ()) -> Outcome:  # fmt: skip
     """Run ``script`` (a path and its arguments) under the launcher; console output goes to ``log``."""
     cmd = [sys.executable, LAUNCH, "--side", "official" if side == "official" else "ours", "--record", record]
     if side == "official":
         cmd += ["--clip", clip] + (["--dassl", paths.dassl] if paths and paths.dassl else [])
+        cmd += [arg for shim in shims for arg in ("--shim", shim)]
+        cmd += [arg for module in (paths.modules if paths else ()) for arg in ("--module", module)]
     cmd += ["--", *script]
     os.makedirs(os.path.dirname(log), exist_ok=True)
     with open(log, "w") as f:
@@ -85,7 +90,7 @@ def run_side(scenario: Scenario, side: str, world_dir: str, work: str, paths: Pa
     root = side_copy(world_dir, base)
     clip = os.path.join(world_dir, "clip.pt")
     cwd = paths.code if side == "official" else paths.ours
-    ours_opts = [] if side == "official" else ["MODEL.BACKBONE.PATH", clip]
+    ours_opts = [] if side == "official" else ["MODEL.BACKBONE.PATH", clip, *scenario.ours_opts]
     if side == "exact":
         ours_opts += ["EXACT", "True"]
     outcomes: dict[str, Outcome] = {}
@@ -99,7 +104,7 @@ def run_side(scenario: Scenario, side: str, world_dir: str, work: str, paths: Pa
         args = scenario.train_args(run, root, out, model_dir, side == "official")
         record, log = os.path.join(base, "rec", run.name), os.path.join(base, "logs", run.name + ".log")
         script = ["train.py", *args, *ours_opts]
-        outcomes[run.name] = launch(side, cwd, record, script, log, threads, clip, paths, timeout)
+        outcomes[run.name] = launch(side, cwd, record, script, log, threads, clip, paths, timeout, scenario.shims)
         if outcomes[run.name].returncode:
             break
     return outcomes
@@ -119,7 +124,7 @@ def run_driver(scenario: Scenario, side: str, world_dir: str, work: str, paths: 
     if side == "exact":
         args.append("--exact")
     outcome = launch(side, cwd, os.path.join(base, "rec"), args, os.path.join(base, "driver.log"), threads, clip,
-                     paths, timeout)  # fmt: skip
+                     paths, timeout, scenario.shims)  # fmt: skip
     if outcome.returncode or not os.path.exists(result):
         return outcome, None
     with open(result) as f:

@@ -59,6 +59,9 @@ class Scenario:
     config: str = ""  # configs/trainers/<config>.yaml, the same relative path on both sides
     runs: tuple[Run, ...] = ()
     opts: tuple[str, ...] = ()  # KEY VALUE options of every run, after COMMON
+    # Options of our sides only: settings of ours that make it run what the official code always runs
+    # (ProVP's TRAINER.COOP.SELECT_ON_TEST: its forked Dassl's model selection), keys the official config lacks.
+    ours_opts: tuple[str, ...] = ()
     seed: int = 1
     trainer: str = ""  # the official trainer name, when it is not ``method``
     driver: str = ""  # a recipe of drivers.py instead of train.py runs
@@ -66,6 +69,10 @@ class Scenario:
     pins: tuple[Pin, ...] = ()
     note: str = ""
     official_config: str = ""  # the official config file, when it is not ``config`` (zero-shot CLIP's)
+    # The folder of the official dataset config files under configs/datasets/ (MetaPrompt's "b2n/", "dg/").
+    official_datasets: str = ""
+    # Shims of launch.py's SCENARIO_SHIMS the official side gets besides the common ones (by name).
+    shims: tuple[str, ...] = ()
 
     @property
     def official_trainer(self) -> str:
@@ -83,7 +90,8 @@ class Scenario:
         """train.py arguments of ``run`` for one side (``root``: its data, ``out``: its output folder)."""
         config = self.official_config if official and self.official_config else self.config
         args = ["--root", root, "--seed", str(self.seed), "--trainer", self.official_trainer]
-        args += ["--dataset-config-file", f"configs/datasets/{run.dataset}.yaml"]
+        datasets = f"configs/datasets/{self.official_datasets if official else ''}"
+        args += ["--dataset-config-file", f"{datasets}{run.dataset}.yaml"]
         args += ["--config-file", f"configs/trainers/{config}.yaml", "--output-dir", out]
         if model_dir:
             args += ["--model-dir", model_dir]

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from clip.model import CLIP, RESNET, CLIPConfig
+from clip.model import CLIP, CLIPConfig
 from datasets.synthetic import make_dataset
 
 # The tests' tiny CLIP (tests/tiny.py): 12 layers per tower, width 64 (one head), 32-px images.
@@ -70,7 +70,7 @@ class World:
 
     def describe(self) -> str:
         c = self.config()
-        if c.family == RESNET:
+        if isinstance(c.vision_layers, tuple):
             return resnet_description(self, c)
         sets = ", ".join(f"{d.name} {d.n_classes} classes (seed {d.seed})" for d in self.data) or "no dataset"
         noise = f" + {self.noise} noise" if self.noise else ""
@@ -84,36 +84,34 @@ def clip_weights(world: World) -> dict[str, torch.Tensor]:
     """The world's CLIP state dict (fp32; the runs round it to fp16 as OpenAI's release, then back)."""
     torch.manual_seed(world.weight_seed)
     model = CLIP(world.config())
+    if isinstance(world.config().vision_layers, tuple):
+        trained_batchnorm(model, world.weight_seed)
     if world.noise:
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(world.noise * torch.randn_like(p))
-    if world.config().family == RESNET:
-        trained_batchnorms(model.visual, world.weight_seed)
     return model.state_dict()
 
 
-def trained_batchnorms(visual: torch.nn.Module, seed: int) -> None:
-    """Give a random ResNet tower's BatchNorms what training would: tests/tiny.py's recipe (its
-    ``tiny_resnet_state_dict``), so that features depend on the image.
+def trained_batchnorm(model: CLIP, seed: int) -> None:
+    """A ResNet CLIP's BatchNorm layers as if trained (tests/tiny.py's ``tiny_resnet_state_dict``).
 
-    Through OpenAI's init the signal fades block after block (each block's last BatchNorm scale is zero);
-    every BatchNorm gets a random scale and shift, then the running statistics of 16 random images, measured
-    in one float64 training-mode pass (the same on any machine and thread count), all from one generator.
+    Through the default init a random ResNet's signal fades block after block, so its features would be
+    the biases alone. Every BatchNorm gets a random scale and shift, then the running statistics of 16
+    random images (one training-mode pass in float64), from a generator seeded with ``seed``.
     """
     g = torch.Generator().manual_seed(seed)
-    norms = [m for m in visual.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     with torch.no_grad():
-        for bn in norms:
+        for bn in (m for m in model.visual.modules() if isinstance(m, torch.nn.BatchNorm2d)):
             bn.weight.copy_(1.0 + 0.2 * torch.randn(bn.num_features, generator=g))
             bn.bias.copy_(0.1 * torch.randn(bn.num_features, generator=g))
-        measured = copy.deepcopy(visual).double().train()
+        measured = copy.deepcopy(model.visual).double().train()
         for bn in (m for m in measured.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-            bn.momentum = None  # the cumulative average: after one pass, that batch's statistics
-        size = visual.input_resolution
+            bn.momentum = None
+        size = model.visual.input_resolution
         measured(torch.randn(16, 3, size, size, generator=g, dtype=torch.float64))
         for name, buffer in measured.named_buffers():
-            visual.get_buffer(name).copy_(buffer)
+            model.visual.get_buffer(name).copy_(buffer)
 
 
 def resnet_description(world: World, c: CLIPConfig) -> str:
@@ -198,18 +196,63 @@ VIT_B16_CROSS = World(
     weight_seed=6,
     data=(Data("imagenet", n_classes=8, n_train=4, n_val=2, n_test=2, seed=6), Data("dtd", n_classes=6, seed=6)),
 )
+# ProVP's official code hard-codes ViT-B/16's 12 image blocks and width 768 (its text side any width).
+PROVP_IMAGE = widths(vision_width=768, vision_patch_size=16)
+SEEDED_PROVP = World(clip=PROVP_IMAGE, weight_seed=123, noise=0.02, data=())
+PROVP = World(
+    clip=PROVP_IMAGE,
+    weight_seed=3,
+    noise=0.02,
+    data=(Data("dtd", n_classes=6, n_train=4, n_val=2, n_test=3, seed=1),
+          Data("eurosat", n_classes=4, n_train=4, n_val=2, n_test=3, seed=2),
+          Data("oxford_pets", n_classes=5, n_train=4, n_val=2, n_test=2, seed=3)),
+)  # fmt: skip
+# TCP: its official code reshapes its meta-network's output to width 512, so its text towers are 512 wide.
+TCP_TEXT = widths(transformer_width=512, transformer_heads=8)
+SEEDED_TCP = World(clip=TCP_TEXT, weight_seed=123, noise=0.02, data=())
+SEEDED_TCP_RESNET = World(
+    clip=widths(transformer_width=512, transformer_heads=8, vision_layers=(2, 1, 1, 1), vision_width=8,
+                vision_patch_size=None),
+    weight_seed=123, data=(),
+)  # fmt: skip
+TCP_DTD = World(clip=TCP_TEXT, weight_seed=1, data=(Data("dtd", n_classes=8, n_train=4, n_val=2, n_test=3, seed=1),))
+TCP_CARS = World(
+    clip=widths(transformer_width=512, transformer_heads=8, vision_width=128, embed_dim=32),
+    weight_seed=2,
+    noise=0.02,
+    data=(Data("stanford_cars", n_classes=10, n_train=4, n_val=2, n_test=2, seed=2),),
+)
+# MetaPrompt: the tests' world (tests/test_metaprompt.py), and another one.
+METAPROMPT = World(data=(Data("dtd", n_classes=8, n_train=4, n_val=2, n_test=3, seed=0),
+                         Data("pacs", n_classes=5, n_train=3, n_val=2, n_test=2, seed=0)))  # fmt: skip
+METAPROMPT_NOISE = World(
+    clip=widths(transformer_width=128, transformer_heads=2),
+    weight_seed=1,
+    noise=0.02,
+    data=(Data("eurosat", n_classes=10, n_train=4, n_val=2, n_test=2, seed=1),
+          Data("pacs", n_classes=7, n_train=2, n_val=1, n_test=2, seed=1)),
+)  # fmt: skip
+# CLIP-Adapter: the release writes its adapter for 1024-d features (tests/test_clip_adapter.py's worlds).
+RESNET = widths(vision_layers=(2, 1, 1, 1), vision_width=8, vision_patch_size=None)
+ADAPTER_RN = World(clip=(*RESNET, ("embed_dim", 1024)), data=(Data("dtd", n_classes=8, n_train=4, n_val=2, n_test=3),))
+ADAPTER_VIT = World(clip=widths(embed_dim=1024), data=(Data("dtd", n_classes=8, n_train=4, n_val=2, n_test=3),))
+ADAPTER_CARS = World(
+    clip=widths(embed_dim=1024, transformer_width=128, transformer_heads=2),
+    weight_seed=3,
+    noise=0.02,
+    data=(Data("stanford_cars", n_classes=12, n_train=4, n_val=2, n_test=2, seed=3),),
+)
 
-# Tiny ResNet CLIPs (tests/tiny.py's tiny_resnet_config): the text tower of TINY, a stem 8 wide, stages of 2,
-# 1, 1, 1 blocks, attention pooling 256 wide with 4 heads; BatchNorms as if trained (trained_batchnorms).
-RESNET_TINY = dict(vision_layers=(2, 1, 1, 1), vision_width=8, vision_patch_size=None)
-RN_TESTS = World(clip=widths(**RESNET_TINY))  # tests/test_resnet_clip.py's world: its pins come from it
-RN_DTD20 = World(clip=widths(**RESNET_TINY), weight_seed=1,
+# The CoOp family on tiny ResNet CLIPs (RESNET above, tests/tiny.py's tiny_resnet_config: the text tower of
+# TINY, a stem 8 wide, stages of 2, 1, 1, 1 blocks, attention pooling 256 wide with 4 heads).
+RN_TESTS = World(clip=RESNET)  # tests/test_resnet_clip.py's world: its pins come from it
+RN_DTD20 = World(clip=RESNET, weight_seed=1,
                  data=(Data("dtd", n_classes=20, n_train=4, n_val=2, n_test=3, seed=1),))  # fmt: skip
 RN_CARS = World(
-    clip=widths(**{**RESNET_TINY, "vision_layers": (1, 2, 1, 1), "vision_width": 16}, transformer_width=128,
+    clip=widths(vision_layers=(1, 2, 1, 1), vision_width=16, vision_patch_size=None, transformer_width=128,
                 transformer_heads=2, embed_dim=32),
     weight_seed=2,
     data=(Data("stanford_cars", n_classes=6, n_train=6, n_val=2, n_test=3, seed=2),),
 )  # fmt: skip
-RN_IMAGENET = World(clip=widths(**RESNET_TINY), weight_seed=4,
+RN_IMAGENET = World(clip=RESNET, weight_seed=4,
                     data=(Data("imagenet", n_classes=10, n_train=4, n_val=2, n_test=2, seed=4),))  # fmt: skip

@@ -4,7 +4,8 @@
 - ``settings``: each method's published settings (``configs/trainers/<TRAINER>/protocols.yaml``);
 - ``plan``: every train.py command line of a protocol, in the official order;
 - ``results`` / ``status``: what a run folder holds (its result; running, finished, incomplete, not started);
-- ``runner``: the cells run one after another, as ``base_to_novel.sh`` & co. do (``python -m tools.protocols``).
+- ``runner``: the cells run one after another, as ``base_to_novel.sh`` & co. do (``python -m tools.protocols``);
+- ``ablation``: a method's declared ablations, one base-to-novel plan per value (``ablation.sh``).
 
 The shell scripts, ``tools.grid`` and ``tools.report`` all go through this package.
 """

@@ -13,7 +13,7 @@ import os.path as osp
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .layout import BASE2NEW_SHOTS, PROTOCOLS, SEEDS, SHOTS, SOURCE, config_dir, default_datasets, seed_dir
+from .layout import BASE2NEW_SHOTS, PROTOCOLS, SEEDS, SOURCE, config_dir, default_datasets, default_shots, seed_dir
 from .settings import REPO, ProtocolError, Setting, setting
 
 PHASES = ("train", "test")
@@ -60,17 +60,18 @@ def plan(
     root: str,
     datasets: Iterable[str] | None = None,
     seeds: Iterable[int] = SEEDS,
-    shots: Iterable[int] = SHOTS,
+    shots: Iterable[int] | None = None,
     opts: Sequence[str] = (),
     phases: Iterable[str] = PHASES,
     backbone: str | None = None,
 ) -> list[Cell]:
     """The cells of ``protocol`` for ``methods`` (in the official order), writing under ``output``.
 
-    ``datasets`` defaults to the protocol's own (the cross-dataset targets for ``cross_datasets``);
-    ``phases`` picks the training cells, the test cells or both (a few-shot cell trains, then tests, and
-    counts as training); ``opts`` (KEY VALUE) follow each cell's own options; ``backbone`` picks another
-    backbone's files (default: ``BACKBONE`` in the environment, see ``settings.setting``).
+    ``datasets`` defaults to the protocol's own (the cross-dataset targets for ``cross_datasets``), ``shots``
+    to its shot counts (few-shot's and ``dg``'s; the others train on 16); ``phases`` picks the training cells,
+    the test cells or both (a few-shot or dg cell trains, then tests, and counts as training); ``opts`` (KEY
+    VALUE) follow each cell's own options; ``backbone`` picks another backbone's files (default: ``BACKBONE``
+    in the environment, see ``settings.setting``).
     """
     if protocol not in PROTOCOLS:
         raise ProtocolError(f"unknown protocol '{protocol}' (protocols: {', '.join(PROTOCOLS)})")
@@ -85,6 +86,7 @@ def plan(
         known = sorted(f[: -len(".yaml")] for f in os.listdir(osp.join(REPO, "configs", "datasets")))
         raise ProtocolError(f"no configs/datasets/{missing[0]}.yaml; datasets: {' '.join(known)}")
     env = (list(seeds), root, list(opts))
+    shots = list(default_shots(protocol) if shots is None else shots)
     shots_b2n = ["DATASET.NUM_SHOTS", str(BASE2NEW_SHOTS)]
     cells: list[Cell] = []
     for m in methods:
@@ -109,6 +111,14 @@ def plan(
                 s = setting(m, protocol, d, backbone=backbone)
                 test = config_dir(output, "base2new", "test_new", d, BASE2NEW_SHOTS, m, s.folder)
                 cells += _seeds(m, d, s, test, f"{m}/{d}/seed{{seed}}/test", cd, env, model)
+        elif protocol == "dg":  # leave one domain out: each domain held out in turn (DATASET.ID, the loaders' order)
+            for d in datasets if "train" in phases else []:
+                for k in shots:
+                    s = setting(m, protocol, d, k, backbone=backbone)
+                    for i, domain in enumerate(held_out_domains(d)):
+                        folder = config_dir(output, "dg", domain, d, k, m, s.folder)
+                        dg = ["DATASET.NUM_SHOTS", str(k), "DATASET.ID", str(i)]
+                        cells += _seeds(m, d, s, folder, f"{m}/{d}/{domain}/{k}-shot/seed{{seed}}", dg, env)
         elif "train" in phases:
             for d in datasets:
                 for k in shots:
@@ -117,3 +127,19 @@ def plan(
                     fs = ["DATASET.NUM_SHOTS", str(k), "TASK", "FS"]
                     cells += _seeds(m, d, s, folder, f"{m}/{d}/{k}-shot/seed{{seed}}", fs, env)
     return cells
+
+
+def held_out_domains(dataset: str) -> list[str]:
+    """The domains of a multi-source dataset in its loader's order (``DATASET.ID`` indexes it), read from the
+    dataset class that ``configs/datasets/<dataset>.yaml`` names."""
+    import datasets  # noqa: F401  (registers the datasets)
+    from dassl.data.datasets import DATASET_REGISTRY
+    from dassl.user_files import read_yaml
+
+    name = (read_yaml(osp.join(REPO, "configs", "datasets", f"{dataset}.yaml")) or {}).get("DATASET", {}).get("NAME")
+    known = name in DATASET_REGISTRY.registered_names()
+    domains = getattr(DATASET_REGISTRY.get(name), "domains", None) if known else None
+    if not domains:
+        raise ProtocolError(f"configs/datasets/{dataset}.yaml: {name} has no domains to hold out; the dg protocol "
+                            f"runs on {', '.join(default_datasets('dg'))}")  # fmt: skip
+    return list(domains)

@@ -49,6 +49,7 @@ from dassl.utils import UserError
 from dassl.utils.tools import atomic_write
 from tools.protocols.layout import PROTOCOLS
 
+from .ablations import ablation_flags, ablation_tables, load_ablations
 from .aggregate import Results, results_of
 from .collect import Run, collect_runs
 from .plots import PLOT_HINT, base_to_novel_points, plot_base_to_novel, plot_few_shot
@@ -70,7 +71,7 @@ def load_results(root: str, seeds: Sequence[int] | None = None, outlier_points: 
     if not osp.isdir(root):
         raise ReportError(f"{root} is not a directory (give the output folder of the protocol scripts)")
     runs, notes = collect_runs(root)
-    if not runs:
+    if not runs and not load_ablations(root):
         raise ReportError(
             f"no finished runs under {root}: expected seed<S> folders in base2new/train_base/..., "
             "base2new/test_new/... or few_shot/... holding metrics.json or a log.txt with a result"
@@ -90,8 +91,9 @@ def make_report(
     The tables of the protocols in ``show`` (all when None) are printed first.
     """
     res = load_results(root, seeds, outlier_points)
-    tables = build_tables(res)
-    flag_lines = flags(res)
+    ablations = load_ablations(root, seeds, outlier_points)  # OUTPUT/ablation/<name>/<value>/: their own trees
+    tables = build_tables(res) + ablation_tables(ablations)
+    flag_lines = flags(res) + ablation_flags(ablations)
     shown = [t for t in tables if show is None or t.protocol in show]
     if shown:
         print("\n\n".join(render_text(t) for t in shown) + "\n")
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default=None, help="folder for the report files (default: OUTPUT_DIR)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="expected seeds (default: all seen)")
     p.add_argument("--outlier-points", type=float, default=3.0, help="outlier threshold in accuracy points")
-    p.add_argument("--show", nargs="+", choices=[*PROTOCOLS, "none"], default=None,
+    p.add_argument("--show", nargs="+", choices=[*PROTOCOLS, "ablation", "none"], default=None,
                    help="print only the tables of these protocols (default: all)")  # fmt: skip
     args = p.parse_args(argv)
     try:

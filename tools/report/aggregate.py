@@ -16,7 +16,8 @@ DISPLAY = {
     "stanford_cars": "StanfordCars", "oxford_flowers": "Flowers102", "food101": "Food101",
     "fgvc_aircraft": "FGVCAircraft", "sun397": "SUN397", "dtd": "DTD", "eurosat": "EuroSAT",
     "ucf101": "UCF101", "imagenetv2": "ImageNet-V2", "imagenet_sketch": "ImageNet-S",
-    "imagenet_a": "ImageNet-A", "imagenet_r": "ImageNet-R", "average": "Average",
+    "imagenet_a": "ImageNet-A", "imagenet_r": "ImageNet-R", "pacs": "PACS", "vlcs": "VLCS",
+    "office_home": "OfficeHome", "domainnet": "DomainNet", "average": "Average",
 }  # fmt: skip
 ORDER = [d for d in DISPLAY if d != "average"]
 

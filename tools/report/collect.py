@@ -14,15 +14,16 @@ from tools.protocols.results import RunResult, read_result
 class Run(RunResult):
     """One evaluated seed folder: its result, where it sits in the layout, and its place in the tables."""
 
-    tree: str = ""  # base2new | few_shot
-    stage: str = ""  # train_base | test_new | ... ("" in few_shot)
+    tree: str = ""  # base2new | few_shot | dg
+    stage: str = ""  # train_base | test_new | ... (the held-out domain in dg, "" in few_shot)
     dataset: str = ""
     shots: int = 0
     trainer: str = ""
     cfg: str = ""
     seed: int = 0
-    protocol: str = ""  # base2new | cross_datasets | few_shot
-    phase: str = ""  # base | novel (base2new), source | target (cross_datasets), accuracy (few_shot)
+    protocol: str = ""  # base2new | cross_datasets | few_shot | dg
+    phase: str = ""  # base | novel (base2new), source | target (cross_datasets), accuracy (few_shot),
+    # the held-out domain (dg)
     method: str = ""  # display name (trainer, or "trainer (cfg)")
 
 
@@ -46,6 +47,8 @@ def classify(runs: list[Run]) -> None:
     for r in runs:
         if r.tree == "few_shot":
             r.protocol, r.phase = "few_shot", "accuracy"
+        elif r.tree == "dg":
+            r.protocol, r.phase = "dg", r.stage
         else:
             groups[(r.trainer, r.cfg)].append(r)
     for group in groups.values():

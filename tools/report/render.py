@@ -38,7 +38,7 @@ def render_markdown(tables: list[Table], flag_lines: list[str], res: Results, ro
         "",
         f"Output tree: `{root}`; {len(res.runs)} runs ({from_metrics} from metrics.json, "
         f"{len(res.runs) - from_metrics} from log.txt). Paper numbers: {paper_numbers.PAPER}"
-        " (`tools/paper_numbers.py`; `-` where not entered). Δ = ours − paper.",
+        " (`tools/paper_numbers.csv`; `-` where the paper has no number). Δ = ours − paper.",
         "† missing seeds, ‡ outlier seed (see Flags).",
         "",
     ]

@@ -16,7 +16,8 @@ from .aggregate import DISPLAY, Cell, Results, average
 from .collect import Run
 from .stats import harmonic_mean, mean_std
 
-PROTOCOL_TITLES = {"base2new": "Base-to-novel", "cross_datasets": "Cross-dataset", "few_shot": "Few-shot"}
+PROTOCOL_TITLES = {"base2new": "Base-to-novel", "cross_datasets": "Cross-dataset", "few_shot": "Few-shot",
+                   "dg": "Multi-source DG"}
 
 
 def _fmt(value: float | None, std: float | None = None) -> str:
@@ -81,7 +82,7 @@ def base_to_novel_table(res: Results) -> Table | None:
                     for d in datasets
                     if (b := res.get("base2new", m, d, "base")) and (n := res.get("base2new", m, d, "novel"))
                 }
-                if not paired:
+                if len(paired) < 2:  # the average of one dataset would only repeat its row
                     continue
                 pairs = list(paired.values())
                 # The paper's average is over its 11 datasets: beside a partial average it would mislead.
@@ -120,6 +121,8 @@ def base_to_novel_table(res: Results) -> Table | None:
                              n_cell, paper=pn),  # fmt: skip
                 ]
             table.csv_rows.append(_csv_row("base2new", "base_to_novel", m, dataset, None, "hm", mean=hm, paper=ph))
+    if all(cell == "-" for row in table.rows for cell in row[5:]):  # no dataset or method of the paper's
+        table.header, table.rows = table.header[:5], [row[:5] for row in table.rows]
     return table
 
 
@@ -152,7 +155,8 @@ def transfer_table(res: Results, name: str, targets: Sequence[str], title: str) 
         ours = [cells[d].text() if cells[d] else "-" for d in columns]
         ours.append(_fmt(avg, avg_std) + ("" if complete else f" ({len(target_cells)} of {len(targets)})"))
         table.rows.append([m, *ours])
-        paper = [lookup(m, d) for d in columns] + [lookup(m, "average")]
+        # the paper's average is over all its targets: beside a partial average it would mislead
+        paper = [lookup(m, d) for d in columns] + [lookup(m, "average") if complete else None]
         if any(p is not None for p in paper):
             means = [cells[d].mean if cells[d] else None for d in columns] + [avg if complete else None]
             table.rows.append([f"{m} (paper)", *(_fmt(p) for p in paper)])
@@ -161,7 +165,7 @@ def transfer_table(res: Results, name: str, targets: Sequence[str], title: str) 
             table.csv_rows.append(_csv_row("cross_datasets", name, m, d, _shots(res, "cross_datasets", m, d),
                                            "accuracy", cells[d], paper=p))  # fmt: skip
         table.csv_rows.append(_csv_row("cross_datasets", name, m, "average", None, "accuracy", mean=avg, std=avg_std,
-                                       paper=paper[-1] if complete else None))  # fmt: skip
+                                       paper=paper[-1]))  # fmt: skip
     return table
 
 
@@ -172,22 +176,25 @@ def few_shot_tables(res: Results) -> list[Table]:
         return []
     tables = []
     header_shots = [f"{k}-shot" for k in shots]
-    for dataset in [*res.datasets("few_shot"), "average"]:
+    datasets = res.datasets("few_shot")
+    # The paper's average is over its 11 datasets: beside a partial average it would mislead.
+    complete = set(DATASETS) <= set(datasets)
+    for dataset in [*datasets, "average"]:
         title = f"Few-shot: {DISPLAY.get(dataset, dataset)} (accuracy %)"
         table = Table("few_shot", title, ["Method", *header_shots], [])
         for m in methods:
             if dataset == "average":
-                row, paper_row = [], []
-                n_datasets = len(res.datasets("few_shot"))
+                row, paper_row, means = [], [], []
                 for k in shots:
-                    cells = [c for d in res.datasets("few_shot") if (c := res.get("few_shot", m, d, "accuracy", k))]
+                    cells = [c for d in datasets if (c := res.get("few_shot", m, d, "accuracy", k))]
                     mean, std = average(cells) if cells else (None, None)
-                    part = "" if len(cells) == n_datasets else f" ({len(cells)} of {n_datasets})"
-                    row.append(_fmt(mean, std) + part if cells else "-")
-                    paper_row.append(paper_numbers.few_shot(m, "average", k))
+                    whole = len(cells) == len(datasets)
+                    row.append(_fmt(mean, std) + ("" if whole else f" ({len(cells)} of {len(datasets)})") if cells
+                               else "-")  # fmt: skip
+                    paper_row.append(paper_numbers.few_shot(m, "average", k) if complete else None)
+                    means.append(mean if whole else None)
                     table.csv_rows.append(_csv_row("few_shot", "few_shot", m, "average", k, "accuracy", mean=mean,
-                                                   std=std, paper=paper_row[-1]))  # fmt: skip
-                means = [None] * len(shots)
+                                                   std=std, paper=paper_row[-1] if whole else None))  # fmt: skip
             else:
                 cells = [res.get("few_shot", m, dataset, "accuracy", k) for k in shots]
                 if not any(cells):
@@ -200,8 +207,7 @@ def few_shot_tables(res: Results) -> list[Table]:
             table.rows.append([m, *row])
             if any(p is not None for p in paper_row):
                 table.rows.append([f"{m} (paper)", *(_fmt(p) for p in paper_row)])
-                if dataset != "average":
-                    table.rows.append([f"{m} (Δ)", *(_delta(o, p) for o, p in zip(means, paper_row))])
+                table.rows.append([f"{m} (Δ)", *(_delta(o, p) for o, p in zip(means, paper_row))])
         if table.rows:
             tables.append(table)
     return tables
@@ -215,16 +221,43 @@ def build_tables(res: Results) -> list[Table]:
         transfer_table(res, "domain_generalization", DG_TARGETS,
                        "Domain generalisation: ImageNet source, 4 variants (accuracy %)"),  # fmt: skip
     ]
-    return [t for t in tables if t is not None] + few_shot_tables(res)
+    return [t for t in tables if t is not None] + few_shot_tables(res) + multi_source_tables(res)
+
+
+def multi_source_tables(res: Results) -> list[Table]:
+    """Multi-source domain generalisation (leave one domain out), one table per dataset: per method and shot
+    count, the accuracy on each held-out domain and their average (the average of the domains' seed means;
+    its ± is over the seeds every domain has). MMRL's paper has no such table: no paper columns."""
+    tables = []
+    for dataset in res.datasets("dg"):
+        domains = sorted({k[4] for k in res.cells if k[0] == "dg" and k[2] == dataset})
+        title = (f"Multi-source domain generalisation: {DISPLAY.get(dataset, dataset)}, each domain held out "
+                 "(accuracy % on it, mean ± std over seeds)")  # fmt: skip
+        table = Table("dg", title, ["Method", "Shots", *domains, "Average"], [])
+        for m in res.methods("dg"):
+            for k in res.shots("dg"):
+                cells = {d: res.get("dg", m, dataset, d, k) for d in domains}
+                if not any(cells.values()):
+                    continue
+                held = [c for c in cells.values() if c]
+                mean, std = average(held)
+                part = "" if len(held) == len(domains) else f" ({len(held)} of {len(domains)})"
+                table.rows.append([m, str(k), *(c.text() if c else "-" for c in cells.values()),
+                                   _fmt(mean, std) + part])  # fmt: skip
+                table.csv_rows += [
+                    _csv_row("dg", "multi_source_dg", m, dataset, k, d, c) for d, c in cells.items() if c
+                ]
+                table.csv_rows.append(_csv_row("dg", "multi_source_dg", m, dataset, k, "average", mean=mean, std=std))
+        tables.append(table)
+    return tables
 
 
 def flags(res: Results) -> list[str]:
     """Missing seeds, outliers, rebuilt split files, unusual model selections, skipped folders."""
     out = []
     for (protocol, method, dataset, shots, phase), cell in sorted(res.cells.items()):
-        where = f"{PROTOCOL_TITLES[protocol]} {method} {dataset} " + (
-            f"{shots}-shot" if protocol == "few_shot" else phase
-        )
+        setting = {"few_shot": f"{shots}-shot", "dg": f"{shots}-shot, {phase} held out"}.get(protocol, phase)
+        where = f"{PROTOCOL_TITLES[protocol]} {method} {dataset} {setting}"
         if cell.missing:
             out.append(f"† missing seeds {', '.join(map(str, cell.missing))}: {where} "
                        f"(has {', '.join(map(str, sorted(cell.values)))})")  # fmt: skip

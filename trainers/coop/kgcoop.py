@@ -34,13 +34,12 @@ from dassl.engine import TRAINER_REGISTRY
 
 from ..base import ConfigError
 from ..logits import clip_logits, l2_normalize
-from ..prompts import TEMPLATES, class_prompts
+from ..prompts import class_prompts
+from ..templates import templates
 from ..text_cache import FrozenFeatures, UnchangedCache
 from . import official
 from .coop import CoOp, CoOpPromptLearner, PromptTrainer
 
-# KgCoOp's templates: CoOp's except DTD.
-KGCOOP_TEMPLATES = {**TEMPLATES, "DescribableTextures": "a photo of a {}, a type of texture."}
 # What the official code initialises the context with whenever CTX_INIT is truthy.
 INIT_WORDS = "a photo of a"
 
@@ -67,17 +66,8 @@ class KgCoOpModel(nn.Module):
         self.eval_text = UnchangedCache()
 
     def encode_teacher(self) -> Tensor:
-        """The templates' normalised features from the released fp16 CLIP, whatever the run's precision.
-
-        The official teacher is a second CLIP that is never cast to fp32 (``.cuda()`` only): its features, and
-        their normalisation, are fp16. A copy of the frozen CLIP in the release's layout (``convert_weights``
-        restores it exactly: the fp32 weights are fp16 values cast up) computes them, over the official 77
-        positions always (computed once, and a cut would move fp16 values by fp16 rounding).
-        """
-        teacher = copy.deepcopy(self.clip)
-        convert_weights(teacher)
-        teacher.exact = True
-        return l2_normalize(teacher.encode_text(self.teacher_tokens))
+        """The templates' normalised features from the released fp16 CLIP, whatever the run's precision."""
+        return teacher_features(self.clip, self.teacher_tokens)
 
     def image_features(self, image: Tensor) -> Tensor:
         """The frozen, unprompted image tower's features (the trainer's ``FROZEN_IMAGE_FEATURES``)."""
@@ -97,6 +87,22 @@ class KgCoOpModel(nn.Module):
         return clip_logits(clip_model.logit_scale.exp(), image_features, text, normalize=False), text
 
 
+def teacher_features(clip_model: CLIP, tokens: Tensor, released: bool = True) -> Tensor:
+    """Normalised features of the teacher prompts ``tokens`` over the official 77 positions (computed once, and
+    a cut would move fp16 values by fp16 rounding).
+
+    ``released``: by the released fp16 CLIP, whatever the run's precision. The official teacher (KgCoOp's, TCP's)
+    is a second CLIP that is never cast to fp32 (``.cuda()`` only): its features, and their normalisation, are
+    fp16. A copy of an fp32 ``clip_model`` in the release's layout (``convert_weights`` restores it exactly: the
+    fp32 weights are fp16 values cast up) computes them. Otherwise by ``clip_model`` as it is.
+    """
+    encoder = clip_model
+    if released and encoder.dtype != torch.float16:
+        encoder = copy.deepcopy(encoder)
+        convert_weights(encoder)
+    return l2_normalize(encoder.pool_text(encoder.encode_text_tokens(tokens), tokens.argmax(dim=-1)))
+
+
 def kgcoop_loss(logits: Tensor, text: Tensor, teacher: Tensor, label: Tensor, weight: float) -> Tensor:
     """CE + W * (1 - mean cos(text, teacher)); the teacher is renormalised (in its own dtype, fp16) as the
     official code does."""
@@ -108,9 +114,9 @@ def build_kgcoop(
     cfg: CfgNode, classnames: list[str], clip_model: CLIP, *, template: str | None = None
 ) -> KgCoOpModel:
     """KgCoOp around a frozen ``clip_model`` (draws the context only); ``template``: the teacher's, if the
-    dataset brings one (else KgCoOp's table)."""
+    dataset brings one (else KgCoOp's table, configs/trainers/KgCoOp/templates.yaml)."""
     learner = CoOpPromptLearner(official_context(cfg), classnames, clip_model)
-    prompts = class_prompts(cfg.DATASET.NAME, classnames, KGCOOP_TEMPLATES, template)
+    prompts = class_prompts(cfg.DATASET.NAME, classnames, templates("KgCoOp", "teacher"), template)
     print(f"Prompts: {prompts}")
     return KgCoOpModel(clip_model, learner, clip.tokenize(prompts))
 

@@ -4,7 +4,7 @@
 Nothing is trained (run with ``--eval-only``, no ``--model-dir``); both read CoOp's YAML files and
 have no config node of their own. As the official code, CLIP runs as built: fp16 on CUDA, fp32 on
 CPU. Logits are ``logit_scale.exp()`` times the cosine. A dataset that brings its own template
-(ImageFolder's DATASET.FOLDER.TEMPLATE) is prompted with it instead of CoOp's.
+(ImageFolder's DATASET.FOLDER.TEMPLATE) is prompted with it instead of CoOp's (configs/templates.yaml).
 
 The official ``ZeroshotCLIP2`` appends the dataset's template to its class-level template list in
 place, so in one process a second build (another dataset, or a test harness) ensembles the earlier
@@ -24,18 +24,8 @@ from dassl.engine import TRAINER_REGISTRY
 from ..base import CLIPTrainer
 from ..logits import clip_logits, l2_normalize
 from ..prompts import class_prompts, prompt_template
+from ..templates import dataset_list, template_list
 from ..text_cache import FrozenFeatures
-
-# The seven ImageNet templates the CLIP paper selected for its ensemble (CoOp's ZeroshotCLIP2).
-ENSEMBLE_TEMPLATES = (
-    "itap of a {}.",
-    "a bad photo of the {}.",
-    "a origami {}.",
-    "a photo of the large {}.",
-    "a {} in a video game.",
-    "art of the {}.",
-    "a photo of the small {}.",
-)
 
 
 class ZeroshotModel(nn.Module):
@@ -67,11 +57,13 @@ class ZeroshotModel(nn.Module):
 
 
 def dataset_templates(dataset: str, ensemble: bool, template: str | None = None) -> list[str]:
-    """The dataset's template, or the ensemble (plus the dataset's template except CoOp's on ImageNet)."""
+    """The dataset's template, or ZeroshotCLIP2's ensemble (configs/trainers/ZeroshotCLIP2/templates.yaml) plus the
+    dataset's template, except CoOp's on the datasets the file names (ImageNet)."""
     own = prompt_template(dataset, template)
     if not ensemble:
         return [own]
-    return [*ENSEMBLE_TEMPLATES, *([] if dataset == "ImageNet" and not template else [own])]
+    without_own = dataset_list("ZeroshotCLIP2", "without_own_template")
+    return [*template_list("ZeroshotCLIP2", "ensemble"), *([] if dataset in without_own and not template else [own])]
 
 
 def build_zeroshot(

@@ -34,42 +34,19 @@ from clip.model import CLIP, BlockHooks, VisionTransformer
 
 from ..logits import l2_normalize
 from ..prompts import ClassPrompts, class_name
+from ..templates import templates
 from ..text_cache import FrozenFeatures, UnchangedCache
 
 PROMPT_STD = 0.02
-GENERIC = "a photo of a {}"  # MetaPrompt's template of most datasets (its templates end without a period)
-TEMPLATES = {
-    "OxfordPets": "a photo of a {}, a type of pet",
-    "OxfordFlowers": "a photo of a {}, a type of flower",
-    "FGVCAircraft": "a photo of a {}, a type of aircraft",
-    "DescribableTextures": "{} texture",
-    "EuroSAT": "a centered satellite photo of {}",
-    "Food101": "a photo of a {}, a type of food",
-    "UCF101": "a photo of a person doing {}",
-    **{name: GENERIC for name in ("StanfordCars", "Caltech101", "SUN397")},
-    **{name: GENERIC for name in ("PACS", "PACSFS", "OfficeHomeFS", "VLCSFS", "DomainNetFS", "TERRAFS")},
-}
-# Every dataset whose name contains "ImageNet" (ImageNet and its four variants).
-IMAGENET_TEMPLATES = (
-    "itap of a {}",
-    "a bad photo of the {}",
-    "a origami {}",
-    "a photo of the large {}",
-    "a {} in a video game",
-    "art of the {}",
-    "a photo of the small {}",
-    "a photo of a {}",
-)
 
 
 def zero_shot_templates(dataset: str, template: str | None = None) -> list[str]:
     """The templates of the zero-shot head: the dataset's own if it brings one, else MetaPrompt's table
-    (a dataset the official table lacks gets its generic "a photo of a {}")."""
+    (configs/trainers/Meta_B2N/templates.yaml, for both trainers; a dataset the official table lacks gets its
+    generic "a photo of a {}")."""
     if template:
         return [template]
-    if "ImageNet" in dataset:
-        return list(IMAGENET_TEMPLATES)
-    return [TEMPLATES.get(dataset, GENERIC)]
+    return templates("Meta_B2N").ensemble(dataset)
 
 
 def zero_shot_prompts(dataset: str, classnames: Sequence[str], template: str | None = None) -> list[list[str]]:
@@ -205,8 +182,7 @@ class MetaPromptModel(nn.Module):
         ctx = ctx.unsqueeze(0).expand(len(image), -1, -1, -1)
         x = torch.cat([image_tokens(visual, image.type(self.clip.dtype)), ctx[:, 0]], dim=1)
         x = visual.ln_pre(x).permute(1, 0, 2)
-        x = visual.transformer(x, inject=LayerPrompts(ctx, text=False)).permute(1, 0, 2)
-        return visual.ln_post(x[:, 0, :]) @ visual.proj
+        return visual.head(visual.transformer(x, inject=LayerPrompts(ctx, text=False)))
 
     def text_features(self, classes: Sequence[int] | None = None) -> Tensor:
         """Prompted class features (not normalised) of every class, or of ``classes``."""

@@ -226,13 +226,11 @@ class MMRLModel(nn.Module):
         f_0 = None
         if zero_shot:
             with torch.no_grad():
-                z = self._image_blocks(z, start, None, 1).permute(1, 0, 2)
-                f_0 = visual.ln_post(z[:, 0, :]) @ visual.proj
+                f_0 = visual.head(self._image_blocks(z, start, None, 1))
         x = self._image_blocks(x, start, inject, 1 + k)
-        x = x.permute(1, 0, 2)
-        f_c = visual.ln_post(x[:, 0, :]) @ visual.proj
+        f_c = visual.head(x)
         # As the official code: ln_post on each token, then the mean over the K slots.
-        slots = visual.ln_post(x[:, 1 : 1 + len(visual_tokens[0]), :]).mean(dim=1)
+        slots = visual.post(x, slice(1, 1 + k)).mean(dim=1)
         f_r = self.learner.image_encoder(slots, visual.proj)
         return f_c, f_r, f_0
 
@@ -276,12 +274,9 @@ class MMRLModel(nn.Module):
             # BOT and the template's first words are computed once for all rows; rows are grouped by EOT
             # position, so a group's suffix ends at its EOT (no padding), the one position read.
             blocks = list(self.clip.transformer.resblocks[first - 1 :])
-            x = text_at_eot(trunk, eot, self.shared_prefix, blocks, first, injector)
-            return self.clip.ln_final(x).to(self.dtype) @ self.clip.text_projection
+            return self.clip.text_tail(text_at_eot(trunk, eot, self.shared_prefix, blocks, first, injector))
         x = self.clip.transformer(trunk, causal=True, inject=injector, start=first)
-        x = self.clip.ln_final(x.permute(1, 0, 2)).to(self.dtype)
-        read = torch.tensor(eot, device=x.device) + len(text_tokens[0])
-        return x[torch.arange(x.shape[0], device=x.device), read] @ self.clip.text_projection
+        return self.clip.read_text(x, torch.tensor(eot, device=x.device) + len(text_tokens[0]))
 
     def _tokens_and_text(self) -> tuple[list[Tensor], Tensor]:
         """(visual tokens, text features); in inference, kept until a learnable tensor changes (step, load, move)."""
@@ -306,12 +301,34 @@ class MMRLModel(nn.Module):
         return Outputs(logits, logits_rep, logits_fusion, f_c, text_features, f_0)
 
 
-def mmrl_loss(out: Outputs, label: Tensor, text_features_zs: Tensor, alpha: float, reg_weight: float) -> Tensor:
-    """alpha CE(f_c w) + (1 - alpha) CE(f_r w) + lambda (1 - cos(f_c, f_0)) + lambda (1 - mean_c cos(w_c, w0_c))."""
+REG_LOSSES = ("cosine", "l1", "mse")  # TRAINER.MMRL.REG_LOSS: the paper's Table 9 compares the three
+
+
+def feature_distance(features: Tensor, target: Tensor, kind: str = "cosine") -> Tensor:
+    """How far the (normalised) features are from zero-shot CLIP's, one row per sample or class.
+
+    ``cosine``: 1 - the mean cosine similarity of the rows (the paper's and the official code's term);
+    ``l1``: the mean absolute difference and ``mse`` the mean squared difference, over every element.
+    """
+    if kind == "cosine":
+        return 1 - torch.mean(F.cosine_similarity(features, target, dim=1))
+    if kind == "l1":
+        return F.l1_loss(features, target)
+    if kind == "mse":
+        return F.mse_loss(features, target)
+    raise ValueError(f"REG_LOSS must be one of {', '.join(REG_LOSSES)}, got {kind!r}")
+
+
+def mmrl_loss(out: Outputs, label: Tensor, text_features_zs: Tensor, alpha: float, reg_weight: float,
+              reg_loss: str = "cosine") -> Tensor:  # fmt: skip
+    """alpha CE(f_c w) + (1 - alpha) CE(f_r w) + lambda d(f_c, f_0) + lambda d(w, w0).
+
+    d is ``reg_loss`` (``feature_distance``): by default 1 - cos, averaged over samples (f_c) and classes (w).
+    """
     ce_class = F.cross_entropy(out.logits, label)
     ce_rep = F.cross_entropy(out.logits_rep, label)
-    reg_image = 1 - torch.mean(F.cosine_similarity(out.image_features, out.image_features_zs, dim=1))
-    reg_text = 1 - torch.mean(F.cosine_similarity(out.text_features, text_features_zs, dim=1))
+    reg_image = feature_distance(out.image_features, out.image_features_zs, reg_loss)
+    reg_text = feature_distance(out.text_features, text_features_zs, reg_loss)
     return alpha * ce_class + (1 - alpha) * ce_rep + reg_weight * reg_image + reg_weight * reg_text
 
 

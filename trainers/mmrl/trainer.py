@@ -18,7 +18,7 @@ from dassl.engine import TRAINER_REGISTRY
 
 from ..base import CLIPTrainer, ConfigError
 from . import official
-from .model import MMRLModel, build_mmrl, check_rep_layers, mmrl_loss, scored_logits
+from .model import REG_LOSSES, MMRLModel, build_mmrl, check_rep_layers, mmrl_loss, scored_logits
 
 # Name under which the learnable module is registered: checkpoints live at
 # <output_dir>/MultiModalRepresentationLearner/model.pth.tar-<epoch>, as in the official code.
@@ -54,7 +54,10 @@ class MMRL(CLIPTrainer):
     NODE = "MMRL"
     DEFAULTS = {  # the keys MMRL and MMRL++ share, with the official defaults (the YAML files set the values used)
         "ALPHA": 0.7,  # weight of the class-token branch, in the loss and in the fused logits
-        "REG_WEIGHT": 1.0,  # lambda of the two cosine regularisers towards zero-shot CLIP
+        "REG_WEIGHT": 1.0,  # lambda of the two regularisers towards zero-shot CLIP
+        # Ours, not the official code's (which has cosine only): the regularisers' distance, cosine, l1 or mse
+        # (the paper's Table 9 compares them).
+        "REG_LOSS": "cosine",
         "REP_LAYERS": [],  # 1-based layers that receive representation tokens, e.g. [6, ..., 12]
         "REP_DIM": 512,  # d_r, width of the representation space R
         "N_REP_TOKENS": 5,  # K, number of representation tokens
@@ -77,6 +80,8 @@ class MMRL(CLIPTrainer):
             if settings[name] < 1:
                 raise ConfigError(f"{node}.{name} must be at least 1, got {settings[name]}")
         check_rep_layers(settings.REP_LAYERS, f"{node}.REP_LAYERS")
+        if settings.REG_LOSS not in REG_LOSSES:
+            raise ConfigError(f"{node}.REG_LOSS is {settings.REG_LOSS!r}: use one of {', '.join(REG_LOSSES)}")
 
     def check_architecture(self, arch: CLIPConfig) -> None:
         depth = min(arch.vision_layers, arch.transformer_layers)
@@ -90,7 +95,7 @@ class MMRL(CLIPTrainer):
     def compute_loss(self, image: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
         settings = self.settings
         out = self.model(image, zero_shot=True)
-        loss = mmrl_loss(out, label, self.text_features_zs, settings.ALPHA, settings.REG_WEIGHT)
+        loss = mmrl_loss(out, label, self.text_features_zs, settings.ALPHA, settings.REG_WEIGHT, settings.REG_LOSS)
         return loss, out.logits_fusion
 
     def model_inference(self, input: Tensor) -> Tensor:

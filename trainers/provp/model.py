@@ -41,21 +41,13 @@ from clip.model import CLIP, BlockHooks
 
 from ..base import LossTerms
 from ..logits import clip_logits, l2_normalize
-from ..prompts import TEMPLATES, class_prompts
+from ..prompts import class_prompts
+from ..templates import templates
 from ..text_cache import FrozenFeatures
 
 ALPHA = 0.01  # weight of the previous block's outputs in the prompt rows (official: hard-coded)
 INSERT_MIN = 4  # prompts are inserted before block 1 only if there are more than this many (official)
 INIT_PATCH = 14  # the patch size in the official init bound (hard-coded there, although ViT-B/16's is 16)
-# ProVP's class prompts: CoOp's, reworded for five datasets.
-PROVP_TEMPLATES = {
-    **TEMPLATES,
-    "OxfordPets": "a type of pet, a photo of a {}.",
-    "OxfordFlowers": "a type of flower, a photo of a {}.",
-    "FGVCAircraft": "a type of aircraft, a photo of a {}.",
-    "DescribableTextures": "a texture of {}.",
-    "Food101": "a type of food, a photo of {}.",
-}
 
 
 def init_bound(width: int) -> float:
@@ -156,5 +148,5 @@ def build_provp(
     visual = clip_model.visual
     layers, width = len(visual.transformer.resblocks), visual.conv1.weight.shape[0]
     prompts = init if init is not None else draw_prompts(layers, cfg.TRAINER.COOP.N_CTX, width)
-    texts = class_prompts(cfg.DATASET.NAME, classnames, PROVP_TEMPLATES, template)
+    texts = class_prompts(cfg.DATASET.NAME, classnames, templates("ProVP"), template)
     return ProVPModel(clip_model, VisualPrompts(prompts), texts, reference=cfg.OPTIM.USE_REF)

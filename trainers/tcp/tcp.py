@@ -1,10 +1,11 @@
 """TCP (Yao et al., CVPR 2024): Textual-based Class-aware Prompt tuning.
 
-CoOp's context (4 vectors) in per-dataset prompts, plus class-aware tokens: a small meta-network (the
-paper's Textual Knowledge Embedding) maps each class's frozen CLIP text feature, of a hand-written
-template, to 4 tokens that replace the context's rows before a middle text block (the 9th). The image
-tower is frozen and unprompted. Loss = cross-entropy + 8 * (1 - mean over classes of cos(learned class
-feature, frozen class feature)), KgCoOp's regulariser at TCP's fixed weight. TCP shares CoOp's node
+CoOp's context (4 vectors) in per-dataset prompts (configs/trainers/TCP/templates.yaml), plus
+class-aware tokens: a small meta-network (the paper's Textual Knowledge Embedding) maps each class's frozen
+CLIP text feature, of a hand-written template (its teacher table), to 4 tokens that
+replace the context's rows before a middle text block (the 9th). The image tower is frozen and unprompted.
+Loss = cross-entropy + 8 * (1 - mean over classes of cos(learned class feature, frozen class feature)),
+KgCoOp's regulariser at TCP's fixed weight. TCP shares CoOp's node
 ``TRAINER.COOP`` (as KgCoOp does) and adds the keys below.
 
 Sizes come from the backbone: the class-aware tokens are as wide as the text tower (the official code
@@ -30,7 +31,6 @@ run (the model gets no label in training mode), ours runs amp as the other metho
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 
 import torch
@@ -39,44 +39,19 @@ from yacs.config import CfgNode
 
 from clip import clip
 from clip.fast import SharedPrefixText, text_at_eot
-from clip.model import CLIP, RESNET, VIT, BlockHooks, CLIPConfig, QuickGELU, convert_weights
+from clip.model import CLIP, RESNET, VIT, BlockHooks, CLIPConfig, QuickGELU
 from dassl.engine import TRAINER_REGISTRY
 from dassl.optim import build_optimizer
 
 from ..base import ConfigError
 from ..coop.coop import CoOp, PromptModel, PromptTrainer, context_init
-from ..coop.kgcoop import INIT_WORDS, KGCOOP_TEMPLATES, kgcoop_loss, official_context
+from ..coop.kgcoop import INIT_WORDS, kgcoop_loss, official_context, teacher_features
 from ..logits import clip_logits, l2_normalize
 from ..prompts import ClassPrompts, class_prompts
+from ..templates import templates
 from ..text_cache import FrozenFeatures, UnchangedCache
 from . import official
 
-# The frozen class features' templates: KgCoOp's, except two.
-TEACHER_TEMPLATES = {
-    **KGCOOP_TEMPLATES,
-    "FGVCAircraft": "a photo of an aircraft {}.",
-    "Food101": "a photo of a {}, a type of food.",
-}
-# The learned prompts: their first 4 words after SOS are replaced by the context (for UCF101 and the
-# ImageNets those are "a photo of a"). StanfordCars' has no final period, as the official table.
-PROMPT_TEMPLATES = {
-    "OxfordPets": "X X X X {}, a type of pet.",
-    "OxfordFlowers": "X X X X {}, a type of flower.",
-    "FGVCAircraft": "X X X X {}, a type of aircraft.",
-    "DescribableTextures": "X X X X {} texture.",
-    "EuroSAT": "X X X X {}.",
-    "StanfordCars": "X X X X {}, a type of car",
-    "Food101": "X X X X {}, a type of food.",
-    "SUN397": "X X X X {}.",
-    "Caltech101": "X X X X {}.",
-    "UCF101": "a photo of a person doing {}.",
-    "ImageNet": "a photo of a {}.",
-    "ImageNetSketch": "a photo of a {}.",
-    "ImageNetV2": "a photo of a {}.",
-    "ImageNetA": "a photo of a {}.",
-    "ImageNetR": "a photo of a {}.",
-}
-DEFAULT_PROMPT = "X X X X {}."  # any other dataset (the official code has none)
 N_TOKENS = 4  # class-aware tokens per class = context vectors = the templates' 4 leading words
 KG_WEIGHT = 8.0  # weight of the cosine term (official: a constant)
 META_PRECISIONS = ("fp16", "fp32")
@@ -94,7 +69,7 @@ class TCPPromptLearner(ClassPrompts):
         else:
             ctx, stand_in = context_init(width, settings.N_CTX, settings.CTX_INIT, clip_model)
         print(f'Initial context: "{stand_in}"')
-        template = PROMPT_TEMPLATES.get(cfg.DATASET.NAME, DEFAULT_PROMPT)
+        template = templates("TCP").template(cfg.DATASET.NAME)
         super().__init__(classnames, stand_in, N_TOKENS, clip_model, template=template)
         self.ctx = nn.Parameter(ctx)
         layers = [
@@ -147,17 +122,9 @@ class TCPModel(PromptModel):
         self.eval_text = UnchangedCache()
 
     def encode_teacher(self) -> Tensor:
-        """Normalised features of the templates, over all 77 positions (computed once).
-
-        With ``released_teacher``, by the released fp16 CLIP (a copy in OpenAI's fp16 layout when the run's
-        CLIP is fp32, whose weights are those fp16 values cast up): the official code's second CLIP.
-        """
-        encoder = self.clip
-        if self.released_teacher and encoder.dtype != torch.float16:
-            encoder = copy.deepcopy(encoder)
-            convert_weights(encoder)
-        tokens = self.teacher_tokens
-        return l2_normalize(encoder.pool_text(encoder.encode_text_tokens(tokens), tokens.argmax(dim=-1)))
+        """Normalised features of the templates, over all 77 positions (computed once); with ``released_teacher``
+        by the released fp16 CLIP: the official code's second CLIP (``kgcoop.teacher_features``)."""
+        return teacher_features(self.clip, self.teacher_tokens, self.released_teacher)
 
     def class_features(self) -> Tensor:
         """Normalised text features of every class's prompt, with its class-aware tokens: over the official
@@ -199,7 +166,7 @@ def fast_text(clip_model: CLIP, prompts: Tensor, eot: list[int], tokens: Tensor,
         x = torch.cat([trunk.prefix.expand(-1, n, -1), trunk.packed.view(length - shared, n, -1)])
     x = ClassAwareTokens(tokens, block).before(block, x)
     rows = text_at_eot(x, eot, 1, blocks[block - 1 :], first=block)
-    return clip_model.ln_final(rows).to(clip_model.dtype) @ clip_model.text_projection
+    return clip_model.text_tail(rows)
 
 
 def check_settings(s: CfgNode) -> None:
@@ -241,13 +208,13 @@ def build_tcp(
 ) -> TCPModel:  # fmt: skip
     """TCP around a frozen ``clip_model``: draws the context (unless ``init``, the context the official build
     draws, is given) and then the meta-network. ``template``: the frozen class features' template if the
-    dataset brings one (else TCP's table)."""
+    dataset brings one (else TCP's teacher table, configs/trainers/TCP/templates.yaml)."""
     check_settings(cfg.TRAINER.COOP)
     check_layer(cfg.TRAINER.COOP.CLASS_AWARE_LAYER, len(clip_model.transformer.resblocks))
     cfg = official_context(cfg)
     settings = cfg.TRAINER.COOP
     learner = TCPPromptLearner(cfg, classnames, clip_model, init)
-    prompts = class_prompts(cfg.DATASET.NAME, classnames, TEACHER_TEMPLATES, template)
+    prompts = class_prompts(cfg.DATASET.NAME, classnames, templates("TCP", "teacher"), template)
     released = settings.META_NET_PREC == "fp16"
     return TCPModel(clip_model, learner, clip.tokenize(prompts), settings.CLASS_AWARE_LAYER, released)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from ..scenario import Scenario
-from . import adapters, coop, deep, kgcoop, mmrl, resnet
+from . import adapters, clip_adapter, coop, deep, kgcoop, metaprompt, mmrl, provp, resnet, tcp
 
 SCENARIOS: list[Scenario] = [*coop.SCENARIOS, *kgcoop.SCENARIOS, *deep.SCENARIOS, *adapters.SCENARIOS,
-                             *mmrl.SCENARIOS, *resnet.SCENARIOS]  # fmt: skip
+                             *mmrl.SCENARIOS, *tcp.SCENARIOS, *provp.SCENARIOS,
+                             *metaprompt.SCENARIOS, *clip_adapter.SCENARIOS,
+                             *resnet.SCENARIOS]  # fmt: skip
 
 
 def methods() -> list[str]:
