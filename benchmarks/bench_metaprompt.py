@@ -9,8 +9,8 @@ reuses the batch's frozen features and cuts the prompts. (The official forward a
 pass does not train; both paths here skip it, which changes no number.) FLOPs are counted on one batch
 of each path; times are medians of the paths interleaved batch by batch, the same batch and RNG state.
 
-    python benchmarks/bench_metaprompt.py                                  # Meta_B2N and Meta_DG
-    python benchmarks/bench_metaprompt.py --trainers Meta_B2N --classes 50 --batch-size 8 --repeats 3
+    python -m benchmarks.bench_metaprompt                                  # Meta_B2N and Meta_DG
+    python -m benchmarks.bench_metaprompt --trainers Meta_B2N --classes 50 --batch-size 8 --repeats 3
 """
 
 from __future__ import annotations
@@ -18,24 +18,18 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import bench_mmrl as b  # noqa: E402  (the FLOP counter)
-from bench_speed import IMAGENET  # noqa: E402
-from param_counts import VIT_B16, config_for  # noqa: E402
-
-from clip.model import CLIP  # noqa: E402
-from dassl.optim import build_optimizer  # noqa: E402
-from trainers.config import clip_trainers  # noqa: E402
-from trainers.metaprompt.trainer import MetaPromptTrainer  # noqa: E402
+from benchmarks import bench_mmrl as b  # the FLOP counter
+from benchmarks.bench_speed import IMAGENET
+from benchmarks.param_counts import VIT_B16, config_for
+from clip.model import CLIP
+from dassl.optim import build_optimizer
+from trainers.config import clip_trainers
+from trainers.metaprompt.trainer import MetaPromptTrainer
 
 PATHS = ("exact", "default")
 
