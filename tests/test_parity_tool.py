@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -384,6 +385,16 @@ def test_a_checkout_at_another_commit_stops_the_cli_before_any_run(tmp_path, cap
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and "not the pinned ff61507c7904" in err
     assert not (tmp_path / "work" / "runs").exists()
+
+
+def test_what_the_official_code_imports_is_the_parity_extra_and_its_absence_one_error_line(monkeypatch):
+    """Without the ``parity`` extra every official side would fail in its own log; the tool says so first."""
+    pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    extra = re.search(r"^parity = \[(.*?)\]", pyproject, re.M).group(1)
+    assert sorted(cli.OFFICIAL_IMPORTS.values()) == sorted(re.findall(r'"([^"]+)"', extra))
+    monkeypatch.setattr(cli, "OFFICIAL_IMPORTS", {"json": "json", "no_such_module_here": "no-such-package"})
+    with pytest.raises(cli.UsageError, match=r'lacks \(no-such-package\): pip install -e "\.\[parity\]"$'):
+        cli.check_official_imports()
 
 
 # ---- the scenarios of TCP, ProVP, MetaPrompt and CLIP-Adapter, and their shims

@@ -14,6 +14,7 @@ The policy, the shims and the summary of the last full run are in docs/parity.md
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 
@@ -25,8 +26,22 @@ from .session import Report, Setting, header, run_scenario, summary_table
 DEFAULT_WORK = os.path.join(os.path.expanduser("~"), ".cache", "mmrl_parity")
 
 
+# What the official code imports at run time (upstream Dassl, the official trainers), by import name: the
+# ``parity`` extra of pyproject.toml, which a test keeps equal to this.
+OFFICIAL_IMPORTS = {"tensorboard": "tensorboard", "tabulate": "tabulate", "wilds": "wilds",
+                    "sklearn": "scikit-learn", "packaging": "packaging", "scipy": "scipy"}  # fmt: skip
+
+
 class UsageError(Exception):
     """A command line that cannot run; reported as one ``error:`` line."""
+
+
+def check_official_imports() -> None:
+    """Stop before any run when the interpreter lacks what the official code imports (each side would fail)."""
+    missing = [pkg for module, pkg in OFFICIAL_IMPORTS.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        raise UsageError(f"the official code imports what this environment lacks ({', '.join(missing)}): "
+                         'pip install -e ".[parity]"')  # fmt: skip
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -105,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.official_dir and len({s.repo for s in chosen}) > 1:
             raise UsageError("--official-dir fits one repository; for several use --checkouts DIR")
         paths = {s.repo: paths_for(s, a) for s in chosen}  # every checkout verified before any run
+        check_official_imports()
         reports: list[Report] = []
         for s in chosen:
             print(header(s), flush=True)
