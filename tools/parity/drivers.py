@@ -95,6 +95,10 @@ def steps(a: dict, side: str, clip: str, exact: bool) -> dict[str, Any]:
         else:
             t.epoch, t.batch_idx = 0, i % t.num_batches
         summary = t.forward_backward({"img": images[i], "label": labels[i]})
+        if side == "ours" and hasattr(t, "aggregate_epoch") and t.batch_idx == t.num_batches - 1:
+            # PromptSRC's GPA: the official forward_backward adds the epoch's prompts at its last batch;
+            # ours does it in after_epoch, whose validation and checkpoints a driver has no use for.
+            t.aggregate_epoch()
         summaries.append(summary)
         losses.append(summary.get("loss"))  # None where the loss is printed as named terms (ProVP-Ref)
         accs.append(summary.get("acc"))
