@@ -55,11 +55,13 @@ def test_the_page_shows_the_method_s_files_whole():
 
 
 def test_nothing_outside_the_method_names_it():
-    """Outside its two folders, only its tests and the documentation may name the method."""
+    """Outside its two folders, only its tests, the documentation and its side-by-side scenarios against the
+    official code (``tools/parity/``, optional: the method trains without them) may name the method."""
     naming = []
     for name in source_files():
         path = REPO / name
-        if in_method(name) or name.startswith("tests/") or name.endswith(".md") or not path.is_file():
+        optional = name.startswith(("tests/", "tools/parity/")) or name.endswith(".md")
+        if in_method(name) or optional or not path.is_file():
             continue
         try:
             text = path.read_text()
