@@ -4,14 +4,13 @@ checkpoints in the official layout, the adapter sized by the backbone, the class
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from recorded_run import recorded_train
 from tiny import tiny_clip_config, tiny_resnet_state_dict
 
-import train
 from clip.model import CLIP
 from dassl.config import get_cfg_default
 from dassl.engine import build_trainer
@@ -114,33 +113,9 @@ OFFICIAL = {
         "predicted": [0, 0, 0, 1, 1, 1, 3, 3, 3, 3, 3, 3, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 7, 6],
     },
 }  # fmt: skip
-PER_CLASS = re.compile(r"^\* class: \d+ \(\w+\)\ttotal: 3\tcorrect: (\d+)", flags=re.M)
-
-
 def run(world: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
     """train.py in-process on the world, as the official run; every step at full precision, per-class counts."""
     weights, config, model_dir, opts = RUNS[name]
-    steps: list[dict] = []
-    predicted: list[int] = []
-
-    def recording(cfg):
-        t = build_trainer(cfg)
-        step, inference = t.forward_backward, t.model_inference
-
-        def forward_backward(batch):
-            summary = step(batch)
-            steps.append({**summary, "lr": t.get_current_lr()})
-            return summary
-
-        def model_inference(image):
-            logits = inference(image)
-            predicted.extend(logits.argmax(dim=1).tolist())
-            return logits
-
-        t.forward_backward, t.model_inference = forward_backward, model_inference
-        return t
-
-    monkeypatch.setattr(train, "build_trainer", recording)
     argv = ["--root", str(world / "data"), "--seed", "1", "--trainer", "CLIP_Adapter"]
     argv += ["--output-dir", str(world / name)]
     argv += ["--dataset-config-file", str(REPO / "configs/datasets/dtd.yaml")]
@@ -148,13 +123,7 @@ def run(world: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, li
     if model_dir:
         argv += ["--model-dir", str(world / model_dir), "--load-epoch", "2", "--eval-only"]
     opts = [*opts, *COMMON, "MODEL.BACKBONE.PATH", str(world / weights), "EXACT", "True"]
-    train.main(train.build_parser().parse_args([*argv, *opts]))
-    sys.stdout.flush()  # dassl's logger tees stdout into log.txt
-    log = (world / name / "log.txt").read_text()
-    return {
-        "loss": [s["loss"] for s in steps], "acc": [s["acc"] for s in steps], "lr": [s["lr"] for s in steps],
-        "correct": [int(n) for n in PER_CLASS.findall(log)], "predicted": predicted,
-    }  # fmt: skip
+    return recorded_train([*argv, *opts], world / name, monkeypatch)
 
 
 @pytest.mark.parametrize("names", [("rn_train",), ("rn_base", "rn_new"), ("vit_train",), ("vit64_patched",)])

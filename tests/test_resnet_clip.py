@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 import yaml
 from PIL import Image
+from recorded_run import recorded_train
 from tiny import tiny_resnet_config, tiny_resnet_state_dict
 
 import clip
-import train
 from clip import clip as clip_api
 from clip.model import CLIP, RESNET, VIT, CLIPConfig, build_model, config_from_state_dict
 from clip.resnet import AttentionPool2d, Bottleneck, ModifiedResNet
@@ -403,33 +403,9 @@ OFFICIAL = {
         "predicted": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 7, 7, 7, 0, 6, 7, 7, 5, 5, 1, 0],
     },
 }  # fmt: skip
-PER_CLASS = re.compile(r"^\* class: \d+ \(\w+\)\ttotal: 3\tcorrect: (\d+)", flags=re.M)
-
-
 def run(world: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
     """train.py in-process on the world, as the official run; every step at full precision, per-class counts."""
     trainer, config, flags, opts = RUNS[name]
-    steps: list[dict] = []
-    predicted: list[int] = []
-
-    def recording(cfg):
-        t = build_trainer(cfg)
-        step, inference = t.forward_backward, t.model_inference
-
-        def forward_backward(batch):
-            summary = step(batch)
-            steps.append({**summary, "lr": t.get_current_lr()})
-            return summary
-
-        def model_inference(image):
-            logits = inference(image)
-            predicted.extend(logits.argmax(dim=1).tolist())
-            return logits
-
-        t.forward_backward, t.model_inference = forward_backward, model_inference
-        return t
-
-    monkeypatch.setattr(train, "build_trainer", recording)
     argv = ["--root", str(world / "data"), "--seed", "1", "--trainer", trainer, "--output-dir", str(world / name)]
     argv += ["--dataset-config-file", str(REPO / "configs/datasets/dtd.yaml")]
     argv += ["--config-file", str(REPO / f"configs/trainers/{config}.yaml")]
@@ -438,13 +414,7 @@ def run(world: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, li
     else:
         argv += flags
     opts = [*opts, *COMMON, "MODEL.BACKBONE.PATH", str(world / "tiny_rn.pt"), "EXACT", "True"]
-    train.main(train.build_parser().parse_args([*argv, *opts]))
-    sys.stdout.flush()  # dassl's logger tees stdout into log.txt
-    log = (world / name / "log.txt").read_text()
-    return {
-        "loss": [s["loss"] for s in steps], "acc": [s.get("acc") for s in steps], "lr": [s["lr"] for s in steps],
-        "correct": [int(n) for n in PER_CLASS.findall(log)], "predicted": predicted,
-    }  # fmt: skip
+    return recorded_train([*argv, *opts], world / name, monkeypatch)
 
 
 @pytest.mark.parametrize("names", [("coop_end",), ("coop_csc",), ("coop_middle",), ("coop_front",),

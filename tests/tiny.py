@@ -1,29 +1,15 @@
 """The tiny CLIP shapes (ViT and ResNet) the test suite builds random models from."""
 from __future__ import annotations
 
-import copy
-
 import torch
 
 from clip.model import CLIP, CLIPConfig
+from tools.parity.worlds import TINY, trained_batchnorm  # the tool's worlds are built the same way
 
 
 def tiny_clip_config(**overrides: int) -> CLIPConfig:
     """12 layers per tower (MMRL's default REP_LAYERS 6..12 apply), width 64 (one head), 32-px images."""
-    fields = dict(
-        embed_dim=64,
-        image_resolution=32,
-        vision_layers=12,
-        vision_width=64,
-        vision_patch_size=8,
-        context_length=77,
-        vocab_size=49408,
-        transformer_width=64,
-        transformer_heads=1,
-        transformer_layers=12,
-    )
-    fields.update(overrides)
-    return CLIPConfig(**fields)
+    return CLIPConfig(**{**TINY, **overrides})
 
 
 def tiny_resnet_config(**overrides: object) -> CLIPConfig:
@@ -46,15 +32,5 @@ def tiny_resnet_state_dict(seed: int = 0, **overrides: object) -> dict[str, torc
     """
     torch.manual_seed(seed)
     model = CLIP(tiny_resnet_config(**overrides))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for bn in (m for m in model.visual.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-            bn.weight.copy_(1.0 + 0.2 * torch.randn(bn.num_features, generator=g))
-            bn.bias.copy_(0.1 * torch.randn(bn.num_features, generator=g))
-        measured = copy.deepcopy(model.visual).double().train()
-        for bn in (m for m in measured.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-            bn.momentum = None  # the cumulative average: after one pass, that batch's statistics
-        measured(torch.randn(16, 3, 32, 32, generator=g, dtype=torch.float64))
-        for name, buffer in measured.named_buffers():
-            model.visual.get_buffer(name).copy_(buffer)
+    trained_batchnorm(model, seed)
     return model.state_dict()

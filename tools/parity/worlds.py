@@ -94,7 +94,7 @@ def clip_weights(world: World) -> dict[str, torch.Tensor]:
 
 
 def trained_batchnorm(model: CLIP, seed: int) -> None:
-    """A ResNet CLIP's BatchNorm layers as if trained (tests/tiny.py's ``tiny_resnet_state_dict``).
+    """A ResNet CLIP's BatchNorm layers as if trained (also the test suite's tiny ResNet, tests/tiny.py).
 
     Through the default init a random ResNet's signal fades block after block, so its features would be
     the biases alone. Every BatchNorm gets a random scale and shift, then the running statistics of 16
