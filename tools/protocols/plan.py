@@ -113,9 +113,10 @@ def plan(
                 cells += _seeds(m, d, s, test, f"{m}/{d}/seed{{seed}}/test", cd, env, model)
         elif protocol == "dg":  # leave one domain out: each domain held out in turn (DATASET.ID, the loaders' order)
             for d in datasets if "train" in phases else []:
+                domains = held_out_domains(d)
                 for k in shots:
                     s = setting(m, protocol, d, k, backbone=backbone)
-                    for i, domain in enumerate(held_out_domains(d)):
+                    for i, domain in enumerate(domains):
                         folder = config_dir(output, "dg", domain, d, k, m, s.folder)
                         dg = ["DATASET.NUM_SHOTS", str(k), "DATASET.ID", str(i)]
                         cells += _seeds(m, d, s, folder, f"{m}/{d}/{domain}/{k}-shot/seed{{seed}}", dg, env)
