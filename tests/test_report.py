@@ -196,7 +196,7 @@ def test_official_tree_cross_dataset_dg_and_base_to_novel_from_logs(tmp_path):
     assert md_row(cross, "MMRL", "73.00 ± 1.00", "94.50 ± 0.50", "94.50 ± 0.50 (1 of 10)")
     assert md_row(cross, "CoCoOp", "71.00", "93.00", "93.00 (1 of 10)")
     dg = md.split("## Domain generalisation")[1].split("##")[0]
-    assert "| Method | ImageNet | ImageNet-V2 | Average |" in dg
+    assert "| Method | ImageNet | ImageNetV2 | Average |" in dg
     assert md_row(dg, "MMRL", "73.00 ± 1.00", "64.50 ± 0.50", "64.50 ± 0.50 (1 of 4)")
     assert "CoCoOp" not in dg
     assert md_row(md, "DTD", "CoOp", "80.00", "60.00", f"{2 * 80 * 60 / 140:.2f}")

@@ -7,17 +7,17 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tools.paper_numbers import DATASET_NAMES
+
 from .collect import Run, classify, name_methods
 from .stats import mean_std
 
-# The papers' dataset names, in the order of their tables.
+# Dataset labels: the paper's names (one map, tools/paper_numbers.py) in the order of its tables, then the
+# multi-source DG benchmarks, which have no table there.
 DISPLAY = {
-    "imagenet": "ImageNet", "caltech101": "Caltech101", "oxford_pets": "OxfordPets",
-    "stanford_cars": "StanfordCars", "oxford_flowers": "Flowers102", "food101": "Food101",
-    "fgvc_aircraft": "FGVCAircraft", "sun397": "SUN397", "dtd": "DTD", "eurosat": "EuroSAT",
-    "ucf101": "UCF101", "imagenetv2": "ImageNet-V2", "imagenet_sketch": "ImageNet-S",
-    "imagenet_a": "ImageNet-A", "imagenet_r": "ImageNet-R", "pacs": "PACS", "vlcs": "VLCS",
-    "office_home": "OfficeHome", "domainnet": "DomainNet", "average": "Average",
+    **{stem: name for stem, name in DATASET_NAMES.items() if stem != "average"},
+    "pacs": "PACS", "vlcs": "VLCS", "office_home": "OfficeHome", "domainnet": "DomainNet",
+    "average": DATASET_NAMES["average"],
 }  # fmt: skip
 ORDER = [d for d in DISPLAY if d != "average"]
 
