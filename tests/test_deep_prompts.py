@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 import pytest
 import torch
 
 from clip.model import CLIP, CLIPConfig, LayerNorm
 from dassl.config import get_cfg_default
-from tests.tiny import tiny_clip_config
+from tests.tiny import tiny_clip_config, without_data
 from trainers.base import ConfigError
 from trainers.config import dataset_layer, extend_cfg
 from trainers.deep_prompts import ivlp, maple, promptsrc, vpt
@@ -93,14 +91,9 @@ def fixed_trainer(cfg: object) -> object:
     """The method's trainer on the five class names, no data (the steps are fed by hand)."""
     base = {"MaPLe": maple.MaPLe, "IVLP": ivlp.IVLP, "VPT": vpt.VPT, "PromptSRC": promptsrc.PromptSRC}[cfg.TRAINER.NAME]
 
-    class FixedClasses(base):
-        def build_data_loader(self) -> None:
-            self.dm = types.SimpleNamespace(dataset=types.SimpleNamespace(classnames=CLASSNAMES))
-            self.lab2cname = dict(enumerate(CLASSNAMES))
-
     cfg.freeze()
     torch.manual_seed(7)
-    return FixedClasses(cfg)
+    return without_data(base, CLASSNAMES)(cfg)
 
 
 def run_steps(t: object, steps: range, g: torch.Generator) -> tuple[list[float], list[float]]:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import types
-
 import pytest
 import torch
-from tiny import tiny_clip_config
+from tiny import tiny_clip_config, without_data
 
 from clip.model import CLIP
 from dassl.config import get_cfg_default
@@ -44,12 +42,7 @@ OFFICIAL = {
 }  # fmt: skip
 
 
-class FixedClasses(KgCoOp):
-    """KgCoOp without a dataset: the class names are all the build needs."""
-
-    def build_data_loader(self) -> None:
-        self.dm = types.SimpleNamespace(dataset=types.SimpleNamespace(classnames=CLASSNAMES))
-        self.lab2cname = dict(enumerate(CLASSNAMES))
+FixedClasses = without_data(KgCoOp, CLASSNAMES)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import math
 import os.path as osp
 import re
 import sys
-import types
 
 import pytest
 import torch
@@ -19,7 +18,7 @@ from clip.model import CLIP
 from dassl.config import get_cfg_default
 from dassl.engine import build_trainer
 from datasets.synthetic import make_dataset
-from tests.tiny import tiny_clip_config
+from tests.tiny import tiny_clip_config, without_data
 from trainers.base import ConfigError
 from trainers.config import extend_cfg
 from trainers.masked_mha_adapter.masked_mha_adapter import MaskedAttentionAdapter, MaskedMHAAdapter, adapted_logits
@@ -172,12 +171,7 @@ def test_release_key_layout_and_parameter_counts():
 
 
 def fixed_classes_trainer(cfg, classnames):
-    class FixedClasses(MaskedMHAAdapter):
-        def build_data_loader(self) -> None:
-            self.dm = types.SimpleNamespace(dataset=types.SimpleNamespace(classnames=classnames))
-            self.lab2cname = dict(enumerate(classnames))
-
-    return FixedClasses(cfg)
+    return without_data(MaskedMHAAdapter, classnames)(cfg)
 
 
 # From the release (dqmis/clip-mma @ 1287cb5, CLIPTransformerAdapterText and its Learner's Adam loop) on

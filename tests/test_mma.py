@@ -7,12 +7,11 @@ import os.path as osp
 import re
 import subprocess
 import sys
-import types
 
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny import tiny_clip_config
+from tiny import tiny_clip_config, without_data
 
 import trainers.mma.mma
 from clip import clip
@@ -243,14 +242,9 @@ def test_seeded_run_reproduces_the_official_implementation(tmp_path):
     cfg.TRAINER.MMADAPTER.update({"ADAPTER_SCALE": 0.001, "PREC": "fp32"})
     classnames = ["red_apple", "dog", "cat", "house", "tree"]
 
-    class FixedClasses(MultiModalAdapter):  # the reference run fed fixed tensors: only the class names
-        def build_data_loader(self) -> None:
-            self.dm = types.SimpleNamespace(dataset=types.SimpleNamespace(classnames=classnames))
-            self.lab2cname = dict(enumerate(classnames))
-
     cfg.freeze()
     torch.manual_seed(7)
-    t = FixedClasses(cfg)
+    t = without_data(MultiModalAdapter, classnames)(cfg)  # the reference run fed fixed tensors
     g = torch.Generator().manual_seed(0)
     images = torch.randn(3, 4, 3, 32, 32, generator=g)
     labels = torch.tensor([[0, 1, 2, 3], [4, 0, 1, 2], [3, 4, 0, 1]])

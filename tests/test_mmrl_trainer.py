@@ -5,11 +5,10 @@ a seeded run reproduces numbers of the official implementation."""
 from __future__ import annotations
 
 import os.path as osp
-import types
 
 import pytest
 import torch
-from tiny import tiny_clip_config
+from tiny import tiny_clip_config, without_data
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
@@ -322,14 +321,9 @@ def test_seeded_run_reproduces_the_official_implementation(tmp_path, trainer):
     # The reference run fed fixed tensors: the trainer's data hook gives only the class names.
     classnames = ["red_apple", "dog", "cat", "house", "tree"]
 
-    class FixedClasses(trainers.mmrl.MMRLpp if trainer == "MMRLpp" else trainers.mmrl.MMRL):
-        def build_data_loader(self) -> None:
-            self.dm = types.SimpleNamespace(dataset=types.SimpleNamespace(classnames=classnames))
-            self.lab2cname = dict(enumerate(classnames))
-
     cfg.freeze()
     torch.manual_seed(7)
-    t = FixedClasses(cfg)
+    t = without_data(MMRLpp if trainer == "MMRLpp" else MMRL, classnames)(cfg)
 
     g = torch.Generator().manual_seed(0)
     images = torch.randn(3, 4, 3, 32, 32, generator=g)

@@ -8,11 +8,10 @@ import os.path as osp
 import re
 import subprocess
 import sys
-import types
 
 import pytest
 import torch
-from tiny import tiny_clip_config
+from tiny import tiny_clip_config, without_data
 
 import trainers.base
 from clip.model import CLIP, CLIPConfig, build_model
@@ -71,13 +70,8 @@ def make_cfg(*opts: object) -> object:
 
 
 def fixed_trainer(cfg: object) -> ProVP:
-    class FixedClasses(ProVP):
-        def build_data_loader(self) -> None:
-            self.dm = types.SimpleNamespace(dataset=types.SimpleNamespace(classnames=CLASSNAMES))
-            self.lab2cname = dict(enumerate(CLASSNAMES))
-
     torch.manual_seed(7)
-    return FixedClasses(cfg)
+    return without_data(ProVP, CLASSNAMES)(cfg)
 
 
 def run_recipe(t: ProVP) -> dict:

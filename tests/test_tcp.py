@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import types
 
 import pytest
 import torch
-from tiny import tiny_clip_config
+from tiny import tiny_clip_config, without_data
 
 import train
 from clip import clip
@@ -53,12 +52,7 @@ SETTINGS = {"random": ["TRAINER.COOP.CTX_INIT", "", "TRAINER.COOP.N_CTX", 4],
             "init_words": ["TRAINER.COOP.CTX_INIT", "an image of", "TRAINER.COOP.N_CTX", 16]}  # fmt: skip
 
 
-class FixedClasses(TCP):
-    """TCP without a dataset: the class names are all the build needs."""
-
-    def build_data_loader(self) -> None:
-        self.dm = types.SimpleNamespace(dataset=types.SimpleNamespace(classnames=CLASSNAMES))
-        self.lab2cname = dict(enumerate(CLASSNAMES))
+FixedClasses = without_data(TCP, CLASSNAMES)
 
 
 @pytest.fixture(scope="module")

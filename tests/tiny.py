@@ -1,6 +1,9 @@
 """The tiny CLIP shapes (ViT and ResNet) the test suite builds random models from."""
 from __future__ import annotations
 
+import types
+from collections.abc import Sequence
+
 import torch
 
 from clip.model import CLIP, CLIPConfig
@@ -34,3 +37,15 @@ def tiny_resnet_state_dict(seed: int = 0, **overrides: object) -> dict[str, torc
     model = CLIP(tiny_resnet_config(**overrides))
     trained_batchnorm(model, seed)
     return model.state_dict()
+
+
+def without_data(trainer: type, classnames: Sequence[str]) -> type:
+    """``trainer`` built without a dataset: the class names are all a method's build needs, and the
+    seeded-run tests (the official implementations' pins) feed each step's tensors by hand."""
+
+    class WithoutData(trainer):
+        def build_data_loader(self) -> None:
+            self.dm = types.SimpleNamespace(dataset=types.SimpleNamespace(classnames=list(classnames)))
+            self.lab2cname = dict(enumerate(classnames))
+
+    return WithoutData
