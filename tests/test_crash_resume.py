@@ -163,3 +163,26 @@ def test_killed_cell_reruns_to_the_same_result(setup, reference, tmp_path, point
     assert not osp.exists(resume)  # a finished run keeps only what the config asks for
     with open(osp.join(cache_dir, CACHE), "rb") as f:
         assert pickle.load(f)["train"]  # the cache holds the few-shot split (read back by every run)
+
+
+def test_resuming_with_another_schedule_is_refused_before_training(setup, tmp_path):
+    """A rerun that changes OPTIM.MAX_EPOCH would follow the saved cosine (torch restores its T_max), past its end
+    upwards: one error line naming the file and the change, and the saved state is left for the right rerun."""
+    out = str(tmp_path / "out")
+    cmd = command(setup, out, 0)
+    assert run(cmd, crash="train_batch@6").returncode == -9  # resume state after epoch 1
+    longer = run([*cmd, "OPTIM.MAX_EPOCH", "5"])
+    assert longer.returncode == 1
+    last = longer.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {osp.join(out, 'resume.pth.tar')} was written with another learning-rate "
+                           f"schedule (successor.T_max {float(EPOCHS)} -> 5.0)"), longer.stderr[-2000:]  # fmt: skip
+    assert "Traceback" not in longer.stderr and "epoch [2/5]" not in longer.stdout
+    assert load_checkpoint(osp.join(out, "resume.pth.tar"))["epoch"] == 1  # (MMRL's config warms up 1 epoch)
+
+    assert run(cmd).returncode == 0  # finished; then asked for more epochs from its last checkpoint
+    more = run([*cmd, "OPTIM.MAX_EPOCH", "5"])
+    assert more.returncode == 1 and "Traceback" not in more.stderr
+    assert more.stderr.strip().splitlines()[-1].startswith(
+        f"error: {osp.join(out, LEARNER_NAME, f'model.pth.tar-{EPOCHS}')} was written with another learning-rate "
+        f"schedule (successor.T_max {float(EPOCHS)} -> 5.0)"
+    )

@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from dassl.config import get_cfg_default
 from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils import CheckpointError, load_scheduler_state
 
 LR = 0.002
 
@@ -94,6 +95,51 @@ def test_warmup_state_is_plain_data_and_restores_mid_run():
         assert opt2.param_groups[0]["lr"] == pytest.approx(cosine(e - 1, 6), rel=1e-12)
         opt2.step()
         sched2.step()
+
+
+def scheduler(cfg):
+    """(optimizer, scheduler) as a trainer builds them for ``cfg``."""
+    opt = build_optimizer(nn.Linear(2, 2), cfg)
+    return opt, build_lr_scheduler(opt, cfg)
+
+
+def stepped_state(cfg, steps: int = 2) -> tuple[dict, dict]:
+    """The optimizer's and the scheduler's state after ``steps`` epochs, as a resumed run reads them."""
+    opt, sched = scheduler(cfg)
+    for _ in range(steps):
+        opt.step()
+        sched.step()
+    return opt.state_dict(), sched.state_dict()
+
+
+@pytest.mark.parametrize("warmup", [0, 1])
+def test_resuming_refuses_a_schedule_built_from_other_settings(warmup):
+    """torch's load_state_dict would keep the saved T_max: a resumed cosine restarts upwards past its old end."""
+    cfg = optim_cfg(LR_SCHEDULER="cosine", MAX_EPOCH=4, WARMUP_EPOCH=warmup, WARMUP_TYPE="constant")
+    saved_optimizer, saved = stepped_state(cfg)
+    t_max = "successor.T_max" if warmup else "T_max"
+    with pytest.raises(CheckpointError, match=rf"^run/resume.pth.tar was written with another learning-rate schedule "
+                                              rf"\({t_max} 4.0 -> 8.0\).*OPTIM settings"):  # fmt: skip
+        load_scheduler_state(scheduler(optim_cfg(**{**cfg, "MAX_EPOCH": 8}))[1], saved, "run/resume.pth.tar")
+    with pytest.raises(CheckpointError, match=r"base_lrs \[0.002\] -> \[0.01\]"):
+        load_scheduler_state(scheduler(optim_cfg(**{**cfg, "LR": 0.01}))[1], saved, "run/resume.pth.tar")
+
+    opt, same = scheduler(cfg)
+    opt.load_state_dict(saved_optimizer)  # as the trainer restores them: the optimizer, then its scheduler
+    load_scheduler_state(same, saved, "run/resume.pth.tar")  # same settings: the progress is restored
+    opt.step()
+    same.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(cosine(3 - warmup, 4), rel=1e-12)
+
+
+def test_resuming_compares_upstreams_pickled_successor_and_ignores_progress_keys():
+    """Upstream Dassl pickles the warmup's successor object; keys one torch version writes alone are not settings."""
+    cfg = optim_cfg(LR_SCHEDULER="cosine", MAX_EPOCH=4, WARMUP_EPOCH=1, WARMUP_TYPE="constant")
+    _, sched = scheduler(cfg)
+    upstream = {**sched.state_dict(), "successor": sched.successor, "verbose": False}
+    with pytest.raises(CheckpointError, match=r"schedule \(successor.T_max 4.0 -> 2.0\)"):
+        load_scheduler_state(scheduler(optim_cfg(**{**cfg, "MAX_EPOCH": 2}))[1], upstream, "model.pth.tar-1")
+    load_scheduler_state(scheduler(cfg)[1], upstream, "model.pth.tar-1")
 
 
 def test_optimizer_defaults_and_choices():

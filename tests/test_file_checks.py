@@ -31,6 +31,7 @@ from dassl.data.data_manager import build_data_loader
 from dassl.data.datasets import build_dataset
 from dassl.engine import build_trainer
 from dassl.engine.preflight import check_input_files
+from dassl.engine.resume_state import rng_state
 from dassl.errors import UserError
 from dassl.utils import save_checkpoint
 from datasets.synthetic import make_dataset
@@ -574,6 +575,24 @@ def _(env: Env) -> str:
     os.makedirs(env.path("out"))
     torch.save({"state_dict": {}, "epoch": 3}, env.path("out/resume.pth.tar"))  # a model checkpoint, renamed
     return error(env.trainer.resume_state_if_exist, env.path("out"))
+
+
+@case("resume-schedule")
+def _(env: Env) -> str:
+    t = env.trainer
+    os.makedirs(env.path("out"))
+    models = {}
+    for name in t.get_model_names():
+        schedule = t._scheds[name].state_dict()
+        inner = schedule["successor"] if "successor" in schedule else schedule
+        inner["T_max"] += 5  # written by a run with 5 more epochs
+        models[name] = {"state_dict": t._models[name].state_dict(), "optimizer": t._optims[name].state_dict(),
+                        "scheduler": schedule}  # fmt: skip
+    state = {"epoch": 1, "models": models, "best_result": 0.0, "extra": {}, "rng": rng_state()}
+    torch.save(state, env.path("out/resume.pth.tar"))
+    line = error(t.resume_state_if_exist, env.path("out"))
+    assert re.search(r"\((successor\.)?T_max \d+\.0 -> \d+\.0\)", line)
+    return line
 
 
 @case("resume-missing")

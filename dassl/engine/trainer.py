@@ -34,6 +34,7 @@ from dassl.utils import (
     MetricMeter,
     UserError,
     load_checkpoint,
+    load_scheduler_state,
     mkdir_if_missing,
     resume_from_checkpoint,
     save_atomic,
@@ -365,7 +366,7 @@ class SimpleTrainer(TrainerBase):
             if saved["optimizer"] is not None:
                 self._optims[name].load_state_dict(saved["optimizer"])
             if saved["scheduler"] is not None:
-                self._scheds[name].load_state_dict(saved["scheduler"])
+                load_scheduler_state(self._scheds[name], saved["scheduler"], path)
         self.best_result = state["best_result"]
         self.load_extra_state(state["extra"])
         set_rng_state(state["rng"])

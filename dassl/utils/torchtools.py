@@ -193,6 +193,42 @@ def _load(fpath: str) -> Any:
         ) from e
 
 
+# What a scheduler's state_dict holds besides its settings: how far it has stepped (names across torch versions).
+_SCHEDULER_PROGRESS = ("last_epoch", "_step_count", "_last_lr", "_get_lr_called_within_step", "_is_initial", "verbose")
+
+
+def _schedule(state: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The settings of a scheduler state (T_max, step size, warmup, base lrs; a successor's as ``successor.KEY``),
+    not its progress."""
+    settings = {}
+    for key, value in state.items():
+        if key in _SCHEDULER_PROGRESS or key == "optimizer":
+            continue
+        if key == "successor":  # ours stores its state_dict, upstream's Dassl the object itself
+            settings.update(_schedule(value if isinstance(value, dict) else vars(value), f"{prefix}successor."))
+        else:
+            settings[prefix + key] = value
+    return settings
+
+
+def load_scheduler_state(scheduler: Any, saved: dict[str, Any], path: str) -> None:
+    """Load a resumed run's scheduler state, refusing one built from other settings.
+
+    torch's ``load_state_dict`` replaces the settings with the saved ones along with the progress, so a run
+    resumed with another ``OPTIM.MAX_EPOCH`` (or LR, or scheduler keys) would silently follow the old
+    schedule: a cosine restarts upwards past its old end. Keys only one torch version writes are not compared.
+    """
+    old, new = _schedule(saved), _schedule(scheduler.state_dict())
+    changed = [f"{k} {old[k]} -> {new[k]}" for k in sorted(old.keys() & new.keys()) if old[k] != new[k]]
+    if changed:
+        raise CheckpointError(
+            f"{path} was written with another learning-rate schedule ({'; '.join(changed)}), which resuming "
+            "would keep: resume with that run's OPTIM settings (MAX_EPOCH, LR, LR_SCHEDULER, STEPSIZE, WARMUP_*), "
+            "or train in a new --output-dir"
+        )
+    scheduler.load_state_dict(saved)
+
+
 def resume_from_checkpoint(
     fdir: str,
     model: nn.Module,
@@ -225,7 +261,7 @@ def resume_from_checkpoint(
         optimizer.load_state_dict(checkpoint["optimizer"])
         print("Loaded optimizer")
     if scheduler is not None and "scheduler" in checkpoint:
-        scheduler.load_state_dict(checkpoint["scheduler"])
+        load_scheduler_state(scheduler, checkpoint["scheduler"], fpath)
         print("Loaded scheduler")
     start_epoch = checkpoint["epoch"]
     print(f"Previous epoch: {start_epoch}")
