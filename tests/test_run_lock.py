@@ -74,6 +74,7 @@ def test_second_run_stops_naming_the_holder_and_a_killed_holder_frees_the_folder
 
     # SIGKILL leaves no stale lock, not even for the moments the orphaned loader worker lives on.
     assert holder(out) is None
+    os.remove(osp.join(out, "resume.pth.tar"))  # (a 200-epoch schedule: resumed with 1 epoch it would be refused)
     rerun = subprocess.run(command(setup, out, epochs=1), env=ENV, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
 
