@@ -8,7 +8,7 @@ import torch
 
 from clip.model import CLIP, CLIPConfig, LayerNorm
 from dassl.config import get_cfg_default
-from tests.tiny import tiny_clip_config, without_data
+from tests.tiny import seeded_state_dict, tiny_clip_config, without_data
 from trainers.base import ConfigError
 from trainers.config import dataset_layer, extend_cfg
 from trainers.deep_prompts import ivlp, maple, promptsrc, vpt
@@ -67,13 +67,8 @@ OFFICIAL: dict[str, dict[str, list[float]]] = {
 
 
 def tiny_weights(path: str, config: CLIPConfig) -> None:
-    """A random CLIP (seed 123, plus noise so no weight keeps its init value) saved as a state dict."""
-    torch.manual_seed(123)
-    weights = CLIP(config)
-    with torch.no_grad():
-        for p in weights.parameters():
-            p.add_(0.02 * torch.randn_like(p))
-    torch.save(weights.state_dict(), path)
+    """The pins' seeded CLIP (tests/tiny.py) saved as a state dict."""
+    torch.save(seeded_state_dict(config), path)
 
 
 def make_cfg(method: str, clip_path: str, **overrides: object) -> object:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny import tiny_clip_config, without_data
+from tiny import seeded_state_dict, tiny_clip_config, without_data
 
 from clip.model import CLIP
 from dassl.config import get_cfg_default
@@ -48,12 +48,7 @@ FixedClasses = without_data(KgCoOp, CLASSNAMES)
 @pytest.fixture(scope="module")
 def tiny_path(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("kgcoop") / "tiny.pt"
-    torch.manual_seed(123)
-    weights = CLIP(tiny_clip_config())
-    with torch.no_grad():
-        for p in weights.parameters():
-            p.add_(0.02 * torch.randn_like(p))
-    torch.save(weights.state_dict(), path)
+    torch.save(seeded_state_dict(), path)
     return str(path)
 
 

@@ -8,7 +8,7 @@ import os.path as osp
 
 import pytest
 import torch
-from tiny import tiny_clip_config, without_data
+from tiny import seeded_state_dict, tiny_clip_config, without_data
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
@@ -304,12 +304,7 @@ OFFICIAL = {
 
 @pytest.mark.parametrize("trainer", ["MMRL", "MMRLpp"])
 def test_seeded_run_reproduces_the_official_implementation(tmp_path, trainer):
-    torch.manual_seed(123)
-    weights = CLIP(TINY)
-    with torch.no_grad():
-        for p in weights.parameters():
-            p.add_(0.02 * torch.randn_like(p))
-    torch.save(weights.state_dict(), tmp_path / "tiny.pt")
+    torch.save(seeded_state_dict(TINY), tmp_path / "tiny.pt")
     cfg = get_cfg_default()
     extend_cfg(cfg)
     cfg.merge_from_list(["TRAINER.NAME", trainer, "DATASET.NAME", "OxfordPets", "INPUT.SIZE", (32, 32)])

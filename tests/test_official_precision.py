@@ -17,8 +17,8 @@ import torch
 from yacs.config import CfgNode
 
 from clip import clip
-from clip.model import CLIP, build_model
-from tests.tiny import tiny_clip_config
+from clip.model import build_model
+from tests.tiny import seeded_state_dict
 from trainers.coop.coop import CoOp
 from trainers.coop.kgcoop import build_kgcoop
 from trainers.deep_prompts.mechanism import DeepPromptHooks
@@ -26,17 +26,8 @@ from trainers.deep_prompts.mechanism import DeepPromptHooks
 CLASSNAMES = ["banded", "blotchy", "braided"]
 
 
-def seeded_state() -> dict[str, torch.Tensor]:
-    torch.manual_seed(5)
-    weights = CLIP(tiny_clip_config())
-    with torch.no_grad():
-        for p in weights.parameters():
-            p.add_(0.02 * torch.randn_like(p))
-    return weights.state_dict()
-
-
 def test_kgcoop_teacher_features_are_the_fp16_clip_ones_in_an_fp32_run() -> None:
-    state = seeded_state()
+    state = seeded_state_dict(seed=5)
     clip_model = build_model(state).float()  # the run's CLIP (PREC fp32)
     node = CfgNode({**CoOp.DEFAULTS, "CTX_INIT": "a photo of a"})
     cfg = CfgNode({"DATASET": CfgNode({"NAME": "DescribableTextures"}), "TRAINER": CfgNode({"COOP": node})})

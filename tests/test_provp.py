@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from tiny import tiny_clip_config, without_data
+from tiny import seeded_state_dict, tiny_clip_config, without_data
 
 import trainers.base
 from clip.model import CLIP, CLIPConfig, build_model
@@ -48,13 +48,8 @@ OFFICIAL = {
 
 
 def seeded_weights(config: CLIPConfig) -> dict[str, torch.Tensor]:
-    """A random CLIP (seed 123, plus noise so no weight keeps its init value), as the recipe's file holds it."""
-    torch.manual_seed(123)
-    weights = CLIP(config)
-    with torch.no_grad():
-        for p in weights.parameters():
-            p.add_(0.02 * torch.randn_like(p))
-    return weights.state_dict()
+    """The pins' seeded CLIP (tests/tiny.py), as the recipe's file holds it."""
+    return seeded_state_dict(config)
 
 
 def make_cfg(*opts: object) -> object:

@@ -6,7 +6,7 @@ import os
 
 import pytest
 import torch
-from tiny import tiny_clip_config, without_data
+from tiny import seeded_state_dict, tiny_clip_config, without_data
 
 import train
 from clip import clip
@@ -59,12 +59,7 @@ FixedClasses = without_data(TCP, CLASSNAMES)
 def seeded_clip(tmp_path_factory) -> str:
     """A tiny CLIP whose text tower is 512 wide (8 heads), embedding width 64; seed 123 plus 0.02 noise."""
     path = tmp_path_factory.mktemp("tcp") / "seeded512.pt"
-    torch.manual_seed(123)
-    weights = CLIP(tiny_clip_config(transformer_width=512, transformer_heads=8))
-    with torch.no_grad():
-        for p in weights.parameters():
-            p.add_(0.02 * torch.randn_like(p))
-    torch.save(weights.state_dict(), path)
+    torch.save(seeded_state_dict(tiny_clip_config(transformer_width=512, transformer_heads=8)), path)
     return str(path)
 
 

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
-from clip.model import CLIP, CLIPConfig
-from tools.parity.worlds import TINY, trained_batchnorm  # the tool's worlds are built the same way
+from clip.model import CLIPConfig
+from tools.parity.worlds import TINY, random_clip  # the tool's worlds are built the same way
 
 
 def tiny_clip_config(**overrides: int) -> CLIPConfig:
@@ -33,10 +33,14 @@ def tiny_resnet_state_dict(seed: int = 0, **overrides: object) -> dict[str, torc
     scale and shift, then running statistics measured on 16 random images (one training-mode pass in
     float64, so the same on any machine and thread count); all drawn from a generator seeded with ``seed``.
     """
-    torch.manual_seed(seed)
-    model = CLIP(tiny_resnet_config(**overrides))
-    trained_batchnorm(model, seed)
-    return model.state_dict()
+    return random_clip(tiny_resnet_config(**overrides), seed).state_dict()
+
+
+def seeded_state_dict(config: CLIPConfig | None = None, seed: int = 123) -> dict[str, torch.Tensor]:
+    """The weights of the official implementations' pins: a random CLIP (``tiny_clip_config()`` unless given)
+    drawn after ``torch.manual_seed(seed)``, plus 0.02 noise so that no weight keeps its init value; the
+    parity tool's ``SEEDED*`` worlds (tools/parity/worlds.py)."""
+    return random_clip(config or tiny_clip_config(), seed, noise=0.02).state_dict()
 
 
 def without_data(trainer: type, classnames: Sequence[str]) -> type:

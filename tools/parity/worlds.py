@@ -82,15 +82,21 @@ class World:
 
 def clip_weights(world: World) -> dict[str, torch.Tensor]:
     """The world's CLIP state dict (fp32; the runs round it to fp16 as OpenAI's release, then back)."""
-    torch.manual_seed(world.weight_seed)
-    model = CLIP(world.config())
-    if isinstance(world.config().vision_layers, tuple):
-        trained_batchnorm(model, world.weight_seed)
-    if world.noise:
+    return random_clip(world.config(), world.weight_seed, world.noise).state_dict()
+
+
+def random_clip(config: CLIPConfig, seed: int, noise: float = 0.0) -> CLIP:
+    """OpenAI's construction after ``torch.manual_seed(seed)`` (a ResNet's BatchNorm as if trained), then
+    ``noise`` times a normal draw added to every weight, so none keeps its init value (zeros, ones)."""
+    torch.manual_seed(seed)
+    model = CLIP(config)
+    if isinstance(config.vision_layers, tuple):
+        trained_batchnorm(model, seed)
+    if noise:
         with torch.no_grad():
             for p in model.parameters():
-                p.add_(world.noise * torch.randn_like(p))
-    return model.state_dict()
+                p.add_(noise * torch.randn_like(p))
+    return model
 
 
 def trained_batchnorm(model: CLIP, seed: int) -> None:
