@@ -50,10 +50,17 @@ def test_the_block_names_each_per_dataset_value_what_it_replaced_and_where_that_
     assert "  TRAINER.MMRL.REG_WEIGHT: not applied, the command line's 3.5 wins over 0.01" in lines
     assert cfg.TRAINER.MMRL.REG_WEIGHT == 3.5
 
-    # Cross-dataset: the official scripts' REP_DIM 512 on the command line is what the YAML holds; no value applies.
-    cfg, lines = configure(["--trainer", "MMRL", "--dataset-config-file", EUROSAT, "--config-file",
-                            "configs/trainers/MMRL/vit_b16_cross_datasets.yaml", "TASK", "CD"])  # fmt: skip
-    assert lines[1] == "  none for EuroSAT under TASK CD" and cfg.TRAINER.MMRL.REP_DIM == 512
+    # Cross-dataset: the table applies under every TASK, as the official train.py (trainers/config.py ignores
+    # the task for MMRL); the official scripts' options on the command line win over it.
+    cd_yaml = "configs/trainers/MMRL/vit_b16_cross_datasets.yaml"
+    cfg, lines = configure(["--trainer", "MMRL", "--dataset-config-file", EUROSAT, "--config-file", cd_yaml,
+                            "TASK", "CD"])  # fmt: skip
+    assert f"  TRAINER.MMRL.REP_DIM = 2048  (replaces 512, set in {cd_yaml})" in lines
+    assert cfg.TRAINER.MMRL.REP_DIM == 2048 and cfg.TRAINER.MMRL.REG_WEIGHT == 0.01
+    cfg, lines = configure(["--trainer", "MMRL", "--dataset-config-file", EUROSAT, "--config-file", cd_yaml,
+                            "TASK", "CD", "TRAINER.MMRL.REG_WEIGHT", "0.2", "TRAINER.MMRL.REP_DIM", "512"])  # fmt: skip
+    assert "  TRAINER.MMRL.REP_DIM: not applied, the command line's 512 wins over 2048" in lines
+    assert cfg.TRAINER.MMRL.REP_DIM == 512 and cfg.TRAINER.MMRL.REG_WEIGHT == 0.2
 
 
 def test_a_method_without_per_dataset_values_prints_nothing() -> None:
