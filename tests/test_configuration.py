@@ -131,6 +131,23 @@ def test_every_datasets_yaml_names_known_datasets_and_keys(trainer: str) -> None
         assert len(lines) == 1 + max(1, len(layer.values))
 
 
+# The official trainers/config.py (yunncheng/MMRL @ 27d8821), get_dataset_specified_config: MMRL's table is the
+# same for B2N, FS and CD; MMRL++'s CD table is another (its B2N/FS table: ImageNet BETA 0.9, REG_WEIGHT 0.2).
+OFFICIAL_MMRL = {"StanfordCars": {"REG_WEIGHT": 7.0}, "ImageNet": {"REG_WEIGHT": 0.5},
+                 "EuroSAT": {"REP_DIM": 2048, "REG_WEIGHT": 0.01}, "UnknownSet": {}}  # fmt: skip
+OFFICIAL_MMRLPP_IMAGENET = {"B2N": {"BETA": 0.9, "REG_WEIGHT": 0.2}, "FS": {"BETA": 0.9, "REG_WEIGHT": 0.2},
+                            "CD": {"BETA": 0.9, "REG_WEIGHT": 0.1}}  # fmt: skip
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_the_published_tables_apply_under_the_tasks_the_official_code_applies_them(task: str) -> None:
+    for dataset, values in OFFICIAL_MMRL.items():
+        layer = dataset_layer("MMRL", dataset, task)
+        assert layer.values == {f"TRAINER.MMRL.{k}": v for k, v in values.items()}, (dataset, task)
+    layer = dataset_layer("MMRLpp", "ImageNet", task)
+    assert layer.values == {f"TRAINER.MMRLpp.{k}": v for k, v in OFFICIAL_MMRLPP_IMAGENET[task].items()}
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
