@@ -4,6 +4,7 @@ checkpoints in the official layout, the adapter sized by the backbone, the class
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -23,15 +24,14 @@ CONFIGS = REPO / "configs" / "trainers" / "CLIP_Adapter"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
+def world(tiny_clip, tmp_path_factory) -> Path:
     """Tiny CLIPs with 1024-d features (the size the release writes in its code), ResNet and ViT, the tests'
     64-d tiny ViT, and an 8-class synthetic DTD."""
     root = tmp_path_factory.mktemp("clip_adapter_world")
     torch.save(tiny_resnet_state_dict(0, embed_dim=1024), root / "rn1024.pt")
     torch.manual_seed(0)
     torch.save(CLIP(tiny_clip_config(embed_dim=1024)).state_dict(), root / "vit1024.pt")
-    torch.manual_seed(0)
-    torch.save(CLIP(tiny_clip_config()).state_dict(), root / "vit64.pt")
+    shutil.copyfile(tiny_clip, root / "vit64.pt")  # the suite's tiny CLIP (tests/conftest.py)
     make_dataset("dtd", str(root / "data"), n_classes=8, n_train=4, n_val=2, n_test=3, size=32, seed=0)
     return root
 

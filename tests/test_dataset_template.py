@@ -13,14 +13,11 @@ import os.path as osp
 import sys
 
 import pytest
-import torch
 import yaml
 from PIL import Image
-from tiny import tiny_clip_config
 
 import datasets  # noqa: F401  (registers the datasets)
 from clip import clip
-from clip.model import CLIP
 from dassl.config import get_cfg_default
 from dassl.engine import build_trainer
 from trainers.config import clip_trainers, extend_cfg
@@ -34,15 +31,13 @@ NO_TEXT = {"LinearProbeCLIP"}  # classifies image features: no prompts
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> tuple[str, str]:
+def setup(tiny_clip, tmp_path_factory) -> tuple[str, str]:
     root = tmp_path_factory.mktemp("folder")
     for c, name in enumerate(FOLDERS):
         os.makedirs(root / "birds" / name)
         for i in range(6):
             Image.new("RGB", (32, 32), (60 * c, 20 * i, 100)).save(root / "birds" / name / f"{i}.jpg")
-    torch.manual_seed(0)
-    torch.save(CLIP(tiny_clip_config()).state_dict(), root / "tiny.pt")
-    return str(root / "tiny.pt"), str(root)
+    return tiny_clip, str(root)
 
 
 def config_file(trainer: str) -> str:

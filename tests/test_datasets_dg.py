@@ -24,16 +24,13 @@ import sys
 from collections import Counter
 
 import pytest
-import torch
 from yacs.config import CfgNode as CN
 
 import datasets  # noqa: F401  (registers the datasets)
 import train
-from clip.model import CLIP
 from dassl.data.datasets import build_dataset
 from datasets.dg import DatasetError, resolve_domains
 from datasets.synthetic import DG_DATASETS, make_dataset
-from tests.tiny import tiny_clip_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = {"n_classes": 4, "n_train": 4, "n_val": 2, "n_test": 3, "size": 8}
@@ -338,17 +335,15 @@ def test_train_py_bad_target_is_one_error_line(tmp_path):
     assert not (tmp_path / "out").exists()  # stopped before anything was written
 
 
-def test_a_held_out_domain_runs_end_to_end(tmp_path):
+def test_a_held_out_domain_runs_end_to_end(tiny_clip, tmp_path):
     """Zero-shot CLIP (tiny, random weights) evaluated on the held-out sketch domain through train.py: the
     summary names the resolved domains and the per-class totals are the target's test set."""
-    torch.manual_seed(0)
-    torch.save(CLIP(tiny_clip_config()).state_dict(), tmp_path / "tiny.pt")
     make_dataset("PACSFS", str(tmp_path / "data"), **SIZES)
     argv = ["--root", str(tmp_path / "data"), "--seed", "1", "--trainer", "ZeroshotCLIP", "--eval-only"]
     argv += ["--dataset-config-file", os.path.join(REPO, "configs/datasets/pacs.yaml"), "--target-domains", "sketch"]
     argv += ["--config-file", os.path.join(REPO, "configs/trainers/ZeroshotCLIP/vit_b16.yaml")]
     argv += ["--output-dir", str(tmp_path / "out"), "DATALOADER.NUM_WORKERS", "0", "INPUT.SIZE", "(32, 32)"]
-    argv += ["TEST.PER_CLASS_RESULT", "True", "MODEL.BACKBONE.PATH", str(tmp_path / "tiny.pt")]
+    argv += ["TEST.PER_CLASS_RESULT", "True", "MODEL.BACKBONE.PATH", tiny_clip]
     with contextlib.redirect_stdout(io.StringIO()):
         train.main(train.build_parser().parse_args(argv))
     sys.stdout.flush()

@@ -15,10 +15,8 @@ import sys
 import pytest
 import torch
 import yaml
-from tiny import tiny_clip_config
 
 import train
-from clip.model import CLIP
 from dassl.engine import build_trainer
 from dassl.utils import set_random_seed
 from datasets.synthetic import make_dataset
@@ -31,12 +29,10 @@ TRAINABLE = [n for n in TRAINERS if clip_trainers()[n].TRAINABLE]
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> tuple[str, str]:
+def setup(tiny_clip, tmp_path_factory) -> tuple[str, str]:
     root = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    torch.save(CLIP(tiny_clip_config()).state_dict(), root / "tiny.pt")
     make_dataset("dtd", str(root / "data"), n_classes=4, n_train=4, n_val=2, n_test=2)
-    return str(root / "tiny.pt"), str(root / "data")
+    return tiny_clip, str(root / "data")  # the suite's tiny CLIP (tests/conftest.py)
 
 
 def argv(name: str, setup: tuple[str, str], out: str, *flags: str, opts: tuple[str, ...] = ()) -> list[str]:

@@ -9,6 +9,7 @@ val and 3 test images per class: 32 / 16 / 24 images).
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,12 +21,11 @@ from torch.utils.data import DataLoader
 
 import dassl.data.data_manager as data_manager
 import train
-from clip.model import CLIP, VisionTransformer
+from clip.model import VisionTransformer
 from dassl.config import get_cfg_default
 from dassl.data import DatasetWrapper
 from dassl.data.transforms import build_transform, random_steps
 from datasets.synthetic import make_dataset
-from tests.tiny import tiny_clip_config
 from trainers import feature_cache
 from trainers.config import extend_cfg
 from trainers.feature_cache import FeatureCache, SplitStore, uncachable
@@ -39,10 +39,9 @@ ANNOUNCE = "Frozen-feature cache:"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def world(tiny_clip, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("featcache")
-    torch.manual_seed(0)
-    torch.save(CLIP(tiny_clip_config()).state_dict(), root / "tiny.pt")
+    shutil.copyfile(tiny_clip, root / "tiny.pt")  # the suite's tiny CLIP (tests/conftest.py)
     make_dataset("dtd", str(root / "data"), n_classes=8, n_train=4, n_val=2, n_test=3, size=32, seed=0)
     return root
 

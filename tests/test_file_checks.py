@@ -23,10 +23,8 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from tiny import tiny_clip_config
 
 import train
-from clip.model import CLIP
 from dassl.data.data_manager import build_data_loader
 from dassl.data.datasets import build_dataset
 from dassl.engine import build_trainer
@@ -76,16 +74,13 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def shared(tmp_path_factory) -> tuple[str, object]:
+def shared(tiny_clip, tmp_path_factory) -> tuple[str, object]:
     root = tmp_path_factory.mktemp("checks")
-    torch.manual_seed(0)
-    tiny = str(root / "tiny.pt")
-    torch.save(CLIP(tiny_clip_config()).state_dict(), tiny)
     make_dataset("dtd", str(root / "data"), n_classes=2, n_train=2, n_val=1, n_test=1)
-    cfg = train.setup_cfg(args(str(root / "data"), tiny, str(root / "out"), trainer="CoOp"))
+    cfg = train.setup_cfg(args(str(root / "data"), tiny_clip, str(root / "out"), trainer="CoOp"))
     with contextlib.redirect_stdout(io.StringIO()):
         trainer = build_trainer(cfg)
-    return tiny, trainer
+    return tiny_clip, trainer
 
 
 @pytest.fixture

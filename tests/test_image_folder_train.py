@@ -10,11 +10,9 @@ import sys
 
 import torch
 from PIL import Image
-from tiny import tiny_clip_config
 
 import datasets  # noqa: F401  (registers the datasets, ImageFolder included)
 from clip import clip
-from clip.model import CLIP
 from dassl.config import get_cfg_default
 from dassl.engine import build_trainer
 from trainers.config import extend_cfg
@@ -30,12 +28,10 @@ def make_folder(root) -> None:
             Image.new("RGB", (32, 32), (60 * c, 20 * i, 100)).save(root / "birds" / name / f"{i}.jpg")
 
 
-def test_own_folder_through_train_py_with_its_template(tmp_path):
+def test_own_folder_through_train_py_with_its_template(tiny_clip, tmp_path):
     make_folder(tmp_path)
-    torch.manual_seed(0)
-    torch.save(CLIP(tiny_clip_config()).state_dict(), tmp_path / "tiny.pt")
     opts = ["DATASET.FOLDER.PATH", "birds", "DATASET.FOLDER.TEMPLATE", "a photo of a {}, a type of bird.",
-            "MODEL.BACKBONE.PATH", str(tmp_path / "tiny.pt"), "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
+            "MODEL.BACKBONE.PATH", tiny_clip, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
             "OPTIM.MAX_EPOCH", "1", "DATASET.NUM_SHOTS", "2", "TRAINER.MMRL.REP_DIM", "16"]  # fmt: skip
     common = [sys.executable, osp.join(REPO, "train.py"), "--root", str(tmp_path), "--seed", "1", "--trainer", "MMRL",
               "--dataset-config-file", osp.join(REPO, "configs/datasets/folder.yaml"),

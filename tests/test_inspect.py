@@ -24,16 +24,13 @@ WORDS = ["dog", "photo", "texture", "red", "car"]
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> tuple[str, str]:
-    from tiny import tiny_clip_config
+def setup(tiny_clip, tmp_path_factory) -> tuple[str, str]:
 
     from datasets.synthetic import make_dataset
 
     root = tmp_path_factory.mktemp("inspect")
-    torch.manual_seed(0)
-    torch.save(CLIP(tiny_clip_config()).state_dict(), root / "tiny.pt")
     make_dataset("dtd", str(root / "data"), n_classes=4, n_train=4, n_val=2, n_test=3)
-    return str(root / "tiny.pt"), str(root / "data")
+    return tiny_clip, str(root / "data")
 
 
 def word_ids() -> list[int]:

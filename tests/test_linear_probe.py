@@ -8,10 +8,9 @@ import sys
 import numpy as np
 import pytest
 import torch
-from tiny import tiny_clip_config, tiny_resnet_state_dict
+from tiny import tiny_resnet_state_dict
 
 import datasets  # noqa: F401  (registers the datasets)
-from clip.model import CLIP
 from dassl.config import get_cfg_default
 from dassl.engine import build_trainer
 from datasets.synthetic import make_dataset
@@ -137,9 +136,7 @@ def test_missing_scikit_learn_is_one_error_naming_the_extra(monkeypatch):
         logistic_regression(1000)
 
 
-def test_trainer_fits_on_the_few_shot_sets_and_scores_like_scikit_learn(tmp_path):
-    torch.manual_seed(0)
-    torch.save(CLIP(tiny_clip_config()).state_dict(), tmp_path / "tiny.pt")
+def test_trainer_fits_on_the_few_shot_sets_and_scores_like_scikit_learn(tiny_clip, tmp_path):
     make_dataset("dtd", str(tmp_path / "data"), n_classes=4, n_train=6, n_val=6, n_test=3)
     cfg = get_cfg_default()
     extend_cfg(cfg)
@@ -147,7 +144,7 @@ def test_trainer_fits_on_the_few_shot_sets_and_scores_like_scikit_learn(tmp_path
     cfg.merge_from_file(osp.join(REPO, "configs", "trainers", "LinearProbeCLIP", "vit_b16.yaml"))
     cfg.merge_from_list([
         "TRAINER.NAME", "LinearProbeCLIP", "DATASET.ROOT", str(tmp_path / "data"), "DATASET.NUM_SHOTS", 2,
-        "TASK", "FS", "MODEL.BACKBONE.PATH", str(tmp_path / "tiny.pt"), "INPUT.SIZE", (32, 32),
+        "TASK", "FS", "MODEL.BACKBONE.PATH", tiny_clip, "INPUT.SIZE", (32, 32),
         "DATALOADER.NUM_WORKERS", 0, "OUTPUT_DIR", str(tmp_path / "run"), "SEED", 1,
     ])  # fmt: skip
     cfg.freeze()

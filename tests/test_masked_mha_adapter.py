@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 
 import train
-from clip.model import CLIP
 from dassl.config import get_cfg_default
 from dassl.engine import build_trainer
 from datasets.synthetic import make_dataset
@@ -38,28 +37,20 @@ RELEASE_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    path = str(tmp_path_factory.mktemp("clip") / "tiny.pt")
-    torch.save(CLIP(tiny_clip_config()).state_dict(), path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> str:
     root = str(tmp_path_factory.mktemp("data"))
     make_dataset("OxfordPets", root, n_classes=4, n_train=4, n_val=2, n_test=2)
     return root
 
 
-def make_cfg(tiny_path: str, root: str, opts: list | None = None):
+def make_cfg(tiny_clip: str, root: str, opts: list | None = None):
     cfg = get_cfg_default()
     extend_cfg(cfg)
     cfg.merge_from_file(CONFIG)
     cfg.merge_from_list(
         ["TRAINER.NAME", "MaskedMHAAdapter", "DATASET.NAME", "OxfordPets", "DATASET.ROOT", root,
          "DATALOADER.NUM_WORKERS", 0, "DATALOADER.TRAIN_X.BATCH_SIZE", 4, "INPUT.SIZE", (32, 32),
-         "MODEL.BACKBONE.PATH", tiny_path, "OUTPUT_DIR", osp.join(root, "out")] + (opts or [])
+         "MODEL.BACKBONE.PATH", tiny_clip, "OUTPUT_DIR", osp.join(root, "out")] + (opts or [])
     )  # fmt: skip
     return cfg
 
@@ -211,8 +202,8 @@ def test_seeded_run_reproduces_the_release(tmp_path):
     assert logits.argmax(-1).tolist() == RELEASE["predictions"]
 
 
-def test_blend_zero_is_zero_shot_clip_and_images_are_independent(tiny_path, data_root):
-    cfg = make_cfg(tiny_path, data_root, ["TRAINER.MASKED_MHA_ADAPTER.BLEND", 0.0])
+def test_blend_zero_is_zero_shot_clip_and_images_are_independent(tiny_clip, data_root):
+    cfg = make_cfg(tiny_clip, data_root, ["TRAINER.MASKED_MHA_ADAPTER.BLEND", 0.0])
     t = build_trainer(cfg)
     model = t.model.eval()
     images = torch.randn(5, 3, 32, 32)
@@ -231,13 +222,13 @@ def test_blend_zero_is_zero_shot_clip_and_images_are_independent(tiny_path, data
         assert torch.allclose(model(images), batch[:, perm], atol=1e-5)
 
 
-def test_init_weights_takes_the_release_state_dict_and_rejects_others(tiny_path, data_root, tmp_path):
+def test_init_weights_takes_the_release_state_dict_and_rejects_others(tiny_clip, data_root, tmp_path):
     g = torch.Generator().manual_seed(4)
     width = tiny_clip_config().embed_dim  # the tiny CLIP: embed 64 instead of 512
     shapes = {k: tuple(width if d == 512 else d for d in s) for k, s in RELEASE_KEYS.items()}
     release = {k: torch.randn(s, generator=g) for k, s in shapes.items()}
     torch.save(release, tmp_path / "adapter.pt")
-    t = build_trainer(make_cfg(tiny_path, data_root, ["MODEL.INIT_WEIGHTS", str(tmp_path / "adapter.pt")]))
+    t = build_trainer(make_cfg(tiny_clip, data_root, ["MODEL.INIT_WEIGHTS", str(tmp_path / "adapter.pt")]))
     state = t.model.learner.state_dict()
     assert all(torch.equal(state[k], v) for k, v in release.items())
 
@@ -251,7 +242,7 @@ def test_init_weights_takes_the_release_state_dict_and_rejects_others(tiny_path,
     del release["mha.in_proj_bias"]
     torch.save(release, tmp_path / "partial.pt")
     with pytest.raises(ConfigError, match=r"missing keys \['mha.in_proj_bias'\]"):
-        build_trainer(make_cfg(tiny_path, data_root, ["MODEL.INIT_WEIGHTS", str(tmp_path / "partial.pt")]))
+        build_trainer(make_cfg(tiny_clip, data_root, ["MODEL.INIT_WEIGHTS", str(tmp_path / "partial.pt")]))
 
 
 @pytest.mark.parametrize(
@@ -262,9 +253,9 @@ def test_init_weights_takes_the_release_state_dict_and_rejects_others(tiny_path,
         (["TEST.FINAL_MODEL", "last_step"], "PATIENCE counts epochs without a better val accuracy"),
     ],
 )
-def test_bad_settings_fail_before_the_data_is_read(tiny_path, tmp_path, opts, message):
+def test_bad_settings_fail_before_the_data_is_read(tiny_clip, tmp_path, opts, message):
     with pytest.raises(ConfigError, match=message):
-        build_trainer(make_cfg(tiny_path, str(tmp_path / "no_data"), opts))
+        build_trainer(make_cfg(tiny_clip, str(tmp_path / "no_data"), opts))
 
 
 def run_train(args: list[str]) -> str:
@@ -275,12 +266,12 @@ def run_train(args: list[str]) -> str:
     return open(osp.join(output_dir, "log.txt")).read()
 
 
-def test_train_py_keeps_the_best_val_model_and_stops_early(tiny_path, data_root, tmp_path):
+def test_train_py_keeps_the_best_val_model_and_stops_early(tiny_clip, data_root, tmp_path):
     out = str(tmp_path / "b2n")
     common = ["--root", data_root, "--seed", "1", "--trainer", "MaskedMHAAdapter",
               "--dataset-config-file", osp.join(REPO, "configs", "datasets", "oxford_pets.yaml"),
               "--config-file", CONFIG]  # fmt: skip
-    small = ["MODEL.BACKBONE.PATH", tiny_path, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
+    small = ["MODEL.BACKBONE.PATH", tiny_clip, "INPUT.SIZE", "(32, 32)", "DATALOADER.NUM_WORKERS", "0",
              "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "DATASET.NUM_SHOTS", "4"]  # fmt: skip
     schedule = ["OPTIM.MAX_EPOCH", "12", "OPTIM.LR", "0.05", "TRAINER.MASKED_MHA_ADAPTER.PATIENCE", "2"]
     log = run_train([*common, "--output-dir", out, *small, "DATASET.SUBSAMPLE_CLASSES", "base", *schedule])

@@ -104,10 +104,9 @@ STEP_FROZEN = {"torch1": "True", "torch2": "False"}
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def world(tiny_clip, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("metaprompt")
-    torch.manual_seed(0)
-    torch.save(CLIP(tiny_clip_config()).state_dict(), root / "tiny.pt")
+    shutil.copyfile(tiny_clip, root / "tiny.pt")  # the suite's tiny CLIP (tests/conftest.py)
     make_dataset("dtd", str(root / "data"), n_classes=8, n_train=4, n_val=2, n_test=3, size=32, seed=0)
     make_dataset("pacs", str(root / "data"), n_classes=5, n_train=3, n_val=2, n_test=2, size=32, seed=0)
     return root

@@ -21,9 +21,7 @@ import pytest
 import torch
 from PIL import Image
 from test_trainer_contract import REPO, TRAINERS, base2new_config, build, tiny_opts
-from tiny import tiny_clip_config
 
-from clip.model import CLIP
 from dassl.config import get_cfg_default
 from dassl.engine.run_record import CLASSNAMES_FILE, CONFIG_FILE, write_run_record
 from datasets.synthetic import make_dataset
@@ -33,12 +31,10 @@ from trainers.config import clip_trainers, extend_cfg
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory) -> tuple[str, str]:
+def setup(tiny_clip, tmp_path_factory) -> tuple[str, str]:
     root = tmp_path_factory.mktemp("predict")
-    torch.manual_seed(0)
-    torch.save(CLIP(tiny_clip_config()).state_dict(), root / "tiny.pt")
     make_dataset("dtd", str(root / "data"), n_classes=4, n_train=4, n_val=2, n_test=3)
-    return str(root / "tiny.pt"), str(root / "data")
+    return tiny_clip, str(root / "data")
 
 
 @torch.no_grad()

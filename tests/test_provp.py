@@ -201,12 +201,10 @@ def test_selection_on_the_test_set_refuses_what_it_cannot_run(opts, message):
 
 
 @pytest.fixture(scope="module")
-def tiny_world(tmp_path_factory) -> tuple[str, str]:
+def tiny_world(tiny_clip, tmp_path_factory) -> tuple[str, str]:
     root = tmp_path_factory.mktemp("provp")
-    torch.manual_seed(0)
-    torch.save(CLIP(tiny_clip_config()).state_dict(), root / "tiny.pt")
     make_dataset("dtd", str(root / "data"), n_classes=4, n_train=4, n_val=2, n_test=3)
-    return str(root / "tiny.pt"), str(root / "data")
+    return tiny_clip, str(root / "data")  # the suite's tiny CLIP (tests/conftest.py)
 
 
 def train_py(tiny_world: tuple[str, str], out: str, *opts: str) -> str:
